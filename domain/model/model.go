@@ -22,7 +22,8 @@ const (
 	FormatAlert FormatType = "ALERT"
 )
 
-// Range is an inclusive numeric range, written "min,max" on the wire.
+// Range is an inclusive numeric range, written "min,max" on the wire. Only
+// INTEGER and NUMBER elements have one; Min and Max are finite, Min <= Max.
 type Range struct {
 	Min, Max float64
 }
@@ -30,6 +31,8 @@ type Range struct {
 // DeviceModel is a decoded, validated device model. Build one with Parse
 // (or fill the fields and call Validate, which also builds the lookup indexes);
 // do not modify it after that: it is shared between goroutines read-only.
+// The lookups (Attribute, Action, Format) also work, by scanning, on a model
+// that was never validated.
 type DeviceModel struct {
 	URN         string
 	Name        string

@@ -65,11 +65,13 @@ type Message struct {
 	Sender      string
 	Priority    Priority
 	Reliability Reliability
-	// EventTime is encoded as epoch milliseconds; sub-millisecond precision is lost.
+	// EventTime is encoded as epoch milliseconds; sub-millisecond precision is
+	// lost. The zero time.Time is encoded as 0, and decoding gives times in UTC.
 	EventTime time.Time
 	Type      Type
-	// Properties are optional message properties, each a list of values.
-	// An empty map is not encoded (Oracle's JS library drops it too).
+	// Properties are optional message properties, each a list of values
+	// (Java's MessageProperties). An empty map is not encoded (Oracle's JS
+	// library drops it too) and decodes as nil.
 	Properties map[string][]string
 
 	Data     *Data
@@ -110,7 +112,8 @@ type Request struct {
 	// Headers are multi-valued; names are kept as received.
 	Headers map[string][]string
 	Params  map[string]string
-	// Body is carried base64-encoded on the wire. The "body" key is always present.
+	// Body is carried base64-encoded on the wire. The "body" key is always
+	// present; an empty body decodes as nil.
 	Body []byte
 }
 
@@ -121,7 +124,7 @@ type Response struct {
 	// RequestID is the ID of the REQUEST message this answers.
 	RequestID string
 	Headers   map[string][]string
-	// Body is carried base64-encoded on the wire.
+	// Body is carried base64-encoded on the wire; an empty body decodes as nil.
 	Body []byte
 }
 
@@ -141,15 +144,16 @@ type Resource struct {
 	Path         string
 	Methods      string // comma-separated, e.g. "GET,PUT"
 	Status       string // "ADDED" or "REMOVED"
-	EndpointName string // optional
+	EndpointName string // optional; omitted from the JSON when empty
 }
 
 // ResourcesReport is the payload of a RESOURCES_REPORT message. On the wire it is
 // {"type":"JSON","value":{"reportType":..., "endpointName":..., "resources":[...],
 // "reconciliationMark":...}}.
 type ResourcesReport struct {
-	ReportType         ReportType
-	EndpointName       string
-	Resources          []Resource
+	ReportType   ReportType
+	EndpointName string
+	Resources    []Resource
+	// ReconciliationMark is omitted from the JSON when empty; see ReconciliationMark.
 	ReconciliationMark string
 }

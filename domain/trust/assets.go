@@ -7,9 +7,9 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/url"
 	"strconv"
 	"strings"
@@ -24,8 +24,8 @@ const maxValue = 0xFFFF
 // invalid; Validate says what is missing.
 //
 // Assets hold secrets (SharedSecret, PrivateKey, Devices[i].SharedSecret).
-// Pass *Assets around: String, GoString and LogValue (all on the pointer)
-// never print them, but printing an Assets value or its fields would.
+// Pass *Assets around: String, GoString and MarshalJSON (all on the pointer)
+// never print them, so neither fmt nor log/slog (text or JSON) can leak them; but printing an Assets value or its fields would.
 type Assets struct {
 	ServerURI    string            // scheme://host:port; scheme https, mqtts or http
 	ClientID     string            // activation ID
@@ -54,8 +54,9 @@ func (d ConnectedDevice) GoString() string {
 	return fmt.Sprintf("trust.ConnectedDevice{HardwareID: %q, SharedSecret: <hidden>}", d.HardwareID)
 }
 
-// LogValue makes log/slog print only the hardware ID.
-func (d ConnectedDevice) LogValue() slog.Value { return slog.StringValue(d.HardwareID) }
+// MarshalJSON writes only the hardware ID, so that JSON logging (log/slog's
+// JSON handler marshals values) never prints the secret.
+func (d ConnectedDevice) MarshalJSON() ([]byte, error) { return json.Marshal(d.HardwareID) }
 
 // Validate reports every problem of a at once (errors.Join), each naming the
 // field, what is wrong and what was expected:
@@ -283,21 +284,23 @@ func (a *Assets) String() string {
 // GoString keeps %#v from printing secrets; it returns the same as String.
 func (a *Assets) GoString() string { return a.String() }
 
-// LogValue makes log/slog print a without secrets (JSON handlers would
-// otherwise marshal every field): server_uri, client_id, endpoint_id,
-// trust_anchors (count), activated (key pair present) and devices (count).
-func (a *Assets) LogValue() slog.Value {
+// MarshalJSON writes a summary of a without secrets, so that JSON logging
+// (log/slog's JSON handler marshals values) never prints them: server_uri,
+// client_id, endpoint_id, trust_anchors (count), activated (key pair present)
+// and devices (count). Assets are never stored as JSON: the codecs in this
+// package are the only serialisation.
+func (a *Assets) MarshalJSON() ([]byte, error) {
 	if a == nil {
-		return slog.StringValue("<nil>")
+		return []byte("null"), nil
 	}
-	return slog.GroupValue(
-		slog.String("server_uri", a.ServerURI),
-		slog.String("client_id", a.ClientID),
-		slog.String("endpoint_id", a.EndpointID),
-		slog.Int("trust_anchors", len(a.TrustAnchors)),
-		slog.Bool("activated", len(a.PrivateKey) > 0 && len(a.PublicKey) > 0),
-		slog.Int("devices", len(a.Devices)),
-	)
+	return json.Marshal(struct {
+		ServerURI    string `json:"server_uri"`
+		ClientID     string `json:"client_id"`
+		EndpointID   string `json:"endpoint_id,omitempty"`
+		TrustAnchors int    `json:"trust_anchors"`
+		Activated    bool   `json:"activated"`
+		Devices      int    `json:"devices"`
+	}{a.ServerURI, a.ClientID, a.EndpointID, len(a.TrustAnchors), len(a.PrivateKey) > 0 && len(a.PublicKey) > 0, len(a.Devices)})
 }
 
 func orNone(s, none string) string {

@@ -2,6 +2,7 @@ package trust
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -233,20 +234,16 @@ func TestStringHidesSecrets(t *testing.T) {
 	}
 }
 
-func TestLogValue(t *testing.T) {
-	var buf bytes.Buffer
+func TestMarshalJSONSummary(t *testing.T) {
 	var nilAssets *Assets
-	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-		if a.Key == slog.TimeKey {
-			return slog.Attr{}
-		}
-		return a
-	}}))
-	log.Info("loaded", "assets", fullAssets(t), "device", fullAssets(t).Devices[1], "none", nilAssets)
-	want := `level=INFO msg=loaded assets.server_uri=https://iot.example.com:8443 assets.client_id=gateway-1 assets.endpoint_id=0-AEBAAA ` +
-		`assets.trust_anchors=2 assets.activated=true assets.devices=2 device=sensor-b none=<nil>` + "\n"
-	if buf.String() != want {
-		t.Fatalf("log =\n%s\nwant\n%s", buf.String(), want)
+	got, err := json.Marshal(map[string]any{"assets": fullAssets(t), "device": fullAssets(t).Devices[1], "none": nilAssets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"assets":{"server_uri":"https://iot.example.com:8443","client_id":"gateway-1","endpoint_id":"0-AEBAAA",` +
+		`"trust_anchors":2,"activated":true,"devices":2},"device":"sensor-b","none":null}`
+	if string(got) != want {
+		t.Fatalf("json =\n%s\nwant\n%s", got, want)
 	}
 }
 

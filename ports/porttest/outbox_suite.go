@@ -139,7 +139,7 @@ func Outbox(t *testing.T, newOutbox OutboxFactory) {
 	})
 
 	t.Run("guaranteed is never dropped: back-pressure", func(t *testing.T) {
-		m := Msg("x", low, g)
+		m := Msg("g9", low, g) // same encoded size as g0..g3
 		size := message.EncodedSize(&m)
 		o := newOutbox(t, 3*size)
 		for i := range 3 {
@@ -156,7 +156,7 @@ func Outbox(t *testing.T, newOutbox OutboxFactory) {
 	})
 
 	t.Run("best effort drops oldest with exact count", func(t *testing.T) {
-		m := Msg("x", low, be)
+		m := Msg("b9", low, be) // same encoded size as b0..b4
 		size := message.EncodedSize(&m)
 		o := newOutbox(t, 3*size)
 		total := 0

@@ -1,6 +1,10 @@
 package porttest
 
 import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"slices"
@@ -167,15 +171,23 @@ func TrustStore(t *testing.T, newStore func(t *testing.T, initial *trust.Assets)
 	t.Run("save activation", func(t *testing.T) {
 		s := newStore(t, initial)
 		a, _ := s.Load()
+		pub, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
 		a.EndpointID = "ep-1"
-		a.PrivateKey = []byte{1, 2, 3}
-		a.PublicKey = []byte{4, 5, 6}
+		if a.PrivateKey, err = x509.MarshalPKCS8PrivateKey(priv); err != nil {
+			t.Fatal(err)
+		}
+		if a.PublicKey, err = x509.MarshalPKIXPublicKey(pub); err != nil {
+			t.Fatal(err)
+		}
 		if err := s.Save(a); err != nil {
 			t.Fatal(err)
 		}
 		b, err := s.Load()
-		if err != nil || b.EndpointID != "ep-1" || len(b.PrivateKey) != 3 {
-			t.Fatalf("after save: %+v, %v", b, err)
+		if err != nil || b.EndpointID != "ep-1" || !bytes.Equal(b.PrivateKey, a.PrivateKey) || !bytes.Equal(b.PublicKey, a.PublicKey) {
+			t.Fatalf("after save: %v, %v", b, err)
 		}
 	})
 }

@@ -1,0 +1,425 @@
+package launch
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/iotnode/iotnode/cloud"
+	"github.com/iotnode/iotnode/cloud/client"
+	"github.com/iotnode/iotnode/cloud/pki"
+)
+
+// DefaultListen is the address a cloud listens on when Options.Listen is empty.
+const DefaultListen = "127.0.0.1:8443"
+
+// Files in the data directory, besides those of cloud/pki and of the store.
+const (
+	TokenFile = "admin.token" // the enterprise API's bearer token, 0600
+	URLFile   = "url"         // the URL the cloud serves, written at each start
+)
+
+// Options configure Start. Zero values take the defaults shown.
+type Options struct {
+	// DataDir holds everything the cloud keeps (required). It is created
+	// (0700) when missing.
+	DataDir string
+	// Listen is the TCP address to serve on (DefaultListen). Port 0 picks a
+	// free port; URL() tells which.
+	Listen string
+	// Hostnames are extra DNS names or IP addresses for the server
+	// certificate, besides localhost, 127.0.0.1, ::1 and the listening IP.
+	Hostnames []string
+	// PublicURL is the URL devices use to reach the cloud, written into
+	// provisioning files. Empty: derived from the listener's real address
+	// (or, when it listens on every interface, from the first of Hostnames).
+	PublicURL string
+	// InsecureHTTP serves plain HTTP, without TLS and without a CA. For local
+	// experiments only: tokens and shared secrets then cross the network in
+	// clear. Start logs a warning.
+	InsecureHTTP bool
+	// Logger receives the cloud's logs (nothing is logged when nil).
+	Logger *slog.Logger
+	// Now is the clock (time.Now).
+	Now func() time.Time
+
+	// Passed to the cloud as is; zero means the cloud's default.
+	KDFIterations    int
+	MessageRetention time.Duration
+	MaxMessages      int
+	DedupWindow      time.Duration
+	RequestTTL       time.Duration
+}
+
+// Validate reports every problem of o at once.
+func (o Options) Validate() error {
+	var errs []error
+	if o.DataDir == "" {
+		errs = append(errs, errors.New("data directory: none given (expected a directory for the cloud's data, such as ./iotcloud-data)"))
+	}
+	if o.Listen != "" {
+		if _, port, err := net.SplitHostPort(o.Listen); err != nil || port == "" {
+			errs = append(errs, fmt.Errorf("listen address %q: expected HOST:PORT such as 127.0.0.1:8443 (port 0 picks a free port)", o.Listen))
+		}
+	}
+	if o.PublicURL != "" {
+		u, err := url.Parse(o.PublicURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			errs = append(errs, fmt.Errorf("public url %q: expected https://HOST[:PORT]", o.PublicURL))
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    int64
+	}{
+		{"KDF iterations", int64(o.KDFIterations)},
+		{"message retention", int64(o.MessageRetention)},
+		{"max messages", int64(o.MaxMessages)},
+		{"dedup window", int64(o.DedupWindow)},
+		{"request TTL", int64(o.RequestTTL)},
+	} {
+		if n.v < 0 {
+			errs = append(errs, fmt.Errorf("%s: %d is negative (expected 0 for the default, or a positive value)", n.name, n.v))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Instance is a running cloud. Its accessors are safe for concurrent use.
+// The caller owns it and must call Shutdown exactly when it no longer needs
+// it, also after Done is closed by a failure.
+type Instance struct {
+	dataDir string
+	url     string
+	token   string
+	caPEM   []byte
+	caPool  *x509.CertPool
+	client  *client.Client
+	log     *slog.Logger
+
+	srv   *http.Server
+	cloud *cloud.Server
+
+	done     chan struct{} // closed when the serving goroutine returned
+	serveErr error         // set before done is closed
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// Start prepares the data directory (PKI unless InsecureHTTP, admin token),
+// opens the cloud, starts serving and writes DATADIR/url. ctx bounds the
+// start only; the instance then runs until Shutdown. On error nothing is left
+// running.
+func Start(ctx context.Context, o Options) (*Instance, error) {
+	if err := o.Validate(); err != nil {
+		return nil, fmt.Errorf("start iotcloud: %w", err)
+	}
+	if o.Listen == "" {
+		o.Listen = DefaultListen
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	log := logger.With(slog.String("logger", "iotcloud.launch"))
+
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("start iotcloud: create data directory: %w", err)
+	}
+	token, err := loadOrCreateToken(o.DataDir, log)
+	if err != nil {
+		return nil, fmt.Errorf("start iotcloud: %w", err)
+	}
+
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", o.Listen)
+	if err != nil {
+		hint := ""
+		if errors.Is(err, syscall.EADDRINUSE) {
+			hint = " (is another iotcloud running? choose another address with --listen)"
+		}
+		return nil, fmt.Errorf("start iotcloud: listen on %s: %w%s", o.Listen, err, hint)
+	}
+	addr := ln.Addr().(*net.TCPAddr)
+
+	inst := &Instance{dataDir: o.DataDir, token: token, log: log, done: make(chan struct{})}
+	scheme := "https"
+	var bundle *pki.Bundle
+	if o.InsecureHTTP {
+		scheme = "http"
+	} else {
+		names := append([]string(nil), o.Hostnames...)
+		if !addr.IP.IsUnspecified() {
+			names = append(names, addr.IP.String())
+		}
+		bundle, err = pki.Ensure(o.DataDir, names, o.Now())
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("start iotcloud: %w", err)
+		}
+		if bundle.CreatedCA {
+			log.Info("created a new certificate authority", slog.String("file", filepath.Join(o.DataDir, pki.CACertFile)))
+		}
+		if bundle.Issued {
+			log.Info("issued a server certificate", slog.String("file", filepath.Join(o.DataDir, pki.ServerCertFile)),
+				slog.Any("dns_names", bundle.Leaf.DNSNames), slog.Any("ip_addresses", bundle.Leaf.IPAddresses),
+				slog.Time("not_after", bundle.Leaf.NotAfter))
+		}
+		inst.caPEM = bundle.CACertPEM
+		inst.caPool = bundle.CAPool
+	}
+	inst.url = o.PublicURL
+	if inst.url == "" {
+		inst.url = scheme + "://" + publicHostPort(addr, o.Hostnames)
+	}
+	inst.url = strings.TrimRight(inst.url, "/")
+
+	cfg := cloud.Config{
+		DataDir:          o.DataDir,
+		PublicURL:        inst.url,
+		AdminToken:       token,
+		Logger:           logger,
+		Now:              o.Now,
+		MessageRetention: o.MessageRetention,
+		MaxMessages:      o.MaxMessages,
+		DedupWindow:      o.DedupWindow,
+		RequestTTL:       o.RequestTTL,
+		KDFIterations:    o.KDFIterations,
+	}
+	if bundle != nil {
+		cfg.TrustAnchors = [][]byte{bundle.CACertDER}
+	}
+	inst.cloud, err = cloud.Open(cfg)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("start iotcloud: %w", err)
+	}
+
+	opts := []client.Option{}
+	if inst.caPool != nil {
+		opts = append(opts, client.WithCAPool(inst.caPool))
+	}
+	// The client talks to the listener itself, not to PublicURL, which may
+	// name a proxy or a host name this machine does not resolve.
+	inst.client, err = client.New(scheme+"://"+dialHostPort(addr), token, opts...)
+	if err != nil {
+		ln.Close()
+		inst.cloud.Close()
+		return nil, fmt.Errorf("start iotcloud: %w", err)
+	}
+
+	inst.srv = &http.Server{
+		Handler: inst.cloud.Handler(),
+		// No ReadTimeout or WriteTimeout: long polls (iot.sync) hold a
+		// request for up to a minute, and the handlers bound bodies themselves.
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.With(slog.String("logger", "iotcloud.http")).Handler(), slog.LevelWarn),
+	}
+	if bundle != nil {
+		inst.srv.TLSConfig = bundle.TLSConfig()
+	}
+	go inst.serve(ln) // owned by inst: stopped and waited for by Shutdown
+
+	if err := writeFileAtomic(filepath.Join(o.DataDir, URLFile), []byte(inst.url+"\n"), 0o644); err != nil {
+		inst.Shutdown(context.Background())
+		return nil, fmt.Errorf("start iotcloud: %w", err)
+	}
+	if o.InsecureHTTP {
+		log.Warn("serving plain HTTP without TLS (--insecure-http): admin token, device tokens and shared secrets cross the network in clear; use it for local experiments only",
+			slog.String("url", inst.url))
+	}
+	log.Info("iotcloud serving", slog.String("url", inst.url), slog.String("listen", addr.String()), slog.String("data_dir", o.DataDir))
+	return inst, nil
+}
+
+// serve runs the HTTP server until Shutdown or a listener failure.
+func (i *Instance) serve(ln net.Listener) {
+	defer close(i.done)
+	var err error
+	if i.srv.TLSConfig != nil {
+		err = i.srv.ServeTLS(ln, "", "")
+	} else {
+		err = i.srv.Serve(ln)
+	}
+	if !errors.Is(err, http.ErrServerClosed) {
+		i.serveErr = fmt.Errorf("serve: %w", err)
+		i.log.Error("iotcloud stopped serving", slog.Any("error", err))
+	}
+}
+
+// publicHostPort is HOST:PORT for the URL devices use.
+func publicHostPort(addr *net.TCPAddr, hostnames []string) string {
+	port := fmt.Sprint(addr.Port)
+	if addr.IP.IsUnspecified() {
+		if len(hostnames) > 0 {
+			return net.JoinHostPort(strings.Trim(hostnames[0], "[]"), port)
+		}
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return net.JoinHostPort(addr.IP.String(), port)
+}
+
+// dialHostPort is HOST:PORT for a client on this machine.
+func dialHostPort(addr *net.TCPAddr) string {
+	port := fmt.Sprint(addr.Port)
+	if addr.IP.IsUnspecified() { // "0.0.0.0" or a dual-stack "::" also accept 127.0.0.1
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return net.JoinHostPort(addr.IP.String(), port)
+}
+
+// URL is where the cloud serves, such as https://127.0.0.1:8443 (no trailing
+// slash): the server URI of provisioning files.
+func (i *Instance) URL() string { return i.url }
+
+// AdminToken is the bearer token of the enterprise API. It is a secret.
+func (i *Instance) AdminToken() string { return i.token }
+
+// CACert is the CA certificate (PEM) that signs the server certificate; nil
+// with InsecureHTTP.
+func (i *Instance) CACert() []byte { return i.caPEM }
+
+// CAPool holds only the CA certificate; nil with InsecureHTTP.
+func (i *Instance) CAPool() *x509.CertPool { return i.caPool }
+
+// Client is an enterprise API client configured for this cloud (its URL,
+// token and CA).
+func (i *Instance) Client() *client.Client { return i.client }
+
+// DataDir is the data directory.
+func (i *Instance) DataDir() string { return i.dataDir }
+
+// TokenPath is the file that holds the admin token.
+func (i *Instance) TokenPath() string { return filepath.Join(i.dataDir, TokenFile) }
+
+// CACertPath is the file that holds the CA certificate ("" with InsecureHTTP).
+func (i *Instance) CACertPath() string {
+	if i.caPEM == nil {
+		return ""
+	}
+	return filepath.Join(i.dataDir, pki.CACertFile)
+}
+
+// Done is closed when the cloud stopped serving: after Shutdown, or earlier
+// when serving failed (Err then tells why, and Shutdown must still be called).
+func (i *Instance) Done() <-chan struct{} { return i.done }
+
+// Err returns why serving stopped before Shutdown, once Done is closed; nil
+// while serving and after a clean Shutdown.
+func (i *Instance) Err() error {
+	select {
+	case <-i.done:
+		return i.serveErr
+	default:
+		return nil
+	}
+}
+
+// Shutdown stops accepting connections, waits for requests in flight until
+// they end or ctx ends (then it closes the remaining connections), and
+// closes the cloud (its store). It blocks until all of that is done. Calling
+// it again returns the first call's result.
+func (i *Instance) Shutdown(ctx context.Context) error {
+	i.shutdownOnce.Do(func() {
+		var errs []error
+		// An idle HTTP/2 connection of our own client would hold the
+		// graceful shutdown for a second (the GOAWAY grace).
+		i.client.CloseIdleConnections()
+		if err := i.srv.Shutdown(ctx); err != nil {
+			i.log.Warn("requests still running at the end of the shutdown grace period: closing their connections", slog.Any("error", err))
+			if err := i.srv.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close connections: %w", err))
+			}
+		}
+		<-i.done
+		if err := i.cloud.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close cloud: %w", err))
+		}
+		if len(errs) > 0 {
+			i.shutdownErr = fmt.Errorf("shut down iotcloud: %w", errors.Join(errs...))
+		} else {
+			i.log.Info("iotcloud stopped")
+		}
+	})
+	return i.shutdownErr
+}
+
+// loadOrCreateToken reads DIR/admin.token, or creates it with 32 random
+// bytes (base64url, no padding) and mode 0600.
+func loadOrCreateToken(dir string, log *slog.Logger) (string, error) {
+	path := filepath.Join(dir, TokenFile)
+	data, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		tok := strings.TrimSpace(string(data))
+		if tok == "" {
+			return "", fmt.Errorf("admin token file %s is empty: delete it to create a new token", path)
+		}
+		if strings.ContainsAny(tok, " \t\r\n") {
+			return "", fmt.Errorf("admin token file %s: expected one token on one line", path)
+		}
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			log.Warn("the admin token file is readable by other users: chmod 600 it", slog.String("file", path), slog.String("mode", fi.Mode().Perm().String()))
+		}
+		return tok, nil
+	case errors.Is(err, fs.ErrNotExist):
+		b := make([]byte, 32)
+		rand.Read(b) // never fails (crypto/rand)
+		tok := base64.RawURLEncoding.EncodeToString(b)
+		if err := writeFileAtomic(path, []byte(tok+"\n"), 0o600); err != nil {
+			return "", err
+		}
+		log.Info("created the admin token", slog.String("file", path))
+		return tok, nil
+	default:
+		return "", fmt.Errorf("read admin token: %w", err)
+	}
+}
+
+// writeFileAtomic writes data to a temporary file with the final mode in the
+// same directory, syncs it and renames it over path.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	err = f.Chmod(mode)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

@@ -345,6 +345,9 @@ func (i *Instance) Shutdown(ctx context.Context) error {
 		// An idle HTTP/2 connection of our own client would hold the
 		// graceful shutdown for a second (the GOAWAY grace).
 		i.client.CloseIdleConnections()
+		// Long polls last up to a minute: answer them now so that the
+		// graceful shutdown waits only for real work.
+		i.cloud.Drain()
 		if err := i.srv.Shutdown(ctx); err != nil {
 			i.log.Warn("requests still running at the end of the shutdown grace period: closing their connections", slog.Any("error", err))
 			if err := i.srv.Close(); err != nil {

@@ -1,0 +1,279 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Message is one received message.
+type Message struct {
+	// Received is the receive time in epoch ms. AppendMessage keeps it
+	// non-decreasing, so receive order and storage order agree.
+	Received int64           `json:"received"`
+	Source   string          `json:"source"`
+	Type     string          `json:"type"`
+	Raw      json.RawMessage `json:"message"` // the wire message, compact JSON
+}
+
+// messages key: received(8) seq(8); by source: lp(source) received seq; by
+// type: lp(type) received seq. Index values are empty.
+const tailLen = 16
+
+// AppendMessage stores m. If m.Received is earlier than the last stored
+// message's receive time, it is raised to it (a clock that stepped back never
+// reorders messages).
+func (t *Tx) AppendMessage(m *Message) error {
+	meta, msgs := t.b(bucketMeta), t.b(bucketMsgs)
+	if last := meta.Get(metaMsgLast); last != nil {
+		if l := int64(binary.BigEndian.Uint64(last)); m.Received < l {
+			m.Received = l
+		}
+	}
+	seq, err := msgs.NextSequence()
+	if err != nil {
+		return fmt.Errorf("append message: %w", err)
+	}
+	tail := make([]byte, 0, tailLen)
+	tail = binary.BigEndian.AppendUint64(tail, uint64(m.Received))
+	tail = binary.BigEndian.AppendUint64(tail, seq)
+	if err := msgs.Put(tail, encodeMessage(m)); err != nil {
+		return fmt.Errorf("append message: %w", err)
+	}
+	if err := t.b(bucketMsgsSrc).Put(append(lp(nil, m.Source), tail...), nil); err != nil {
+		return fmt.Errorf("append message: %w", err)
+	}
+	if err := t.b(bucketMsgsType).Put(append(lp(nil, m.Type), tail...), nil); err != nil {
+		return fmt.Errorf("append message: %w", err)
+	}
+	if err := meta.Put(metaMsgLast, u64(uint64(m.Received))); err != nil {
+		return err
+	}
+	return t.addCount(1)
+}
+
+func (t *Tx) addCount(d int64) error {
+	n := int64(t.MessageCount()) + d
+	if n < 0 {
+		n = 0
+	}
+	return t.b(bucketMeta).Put(metaMsgCount, u64(uint64(n)))
+}
+
+// MessageCount is the number of stored messages.
+func (t *Tx) MessageCount() int {
+	v := t.b(bucketMeta).Get(metaMsgCount)
+	if len(v) != 8 {
+		return 0
+	}
+	return int(binary.BigEndian.Uint64(v))
+}
+
+// PruneMessages deletes the oldest messages while there are more than max
+// (0 = no cap) or while they were received before cutoff (epoch ms; 0 = no
+// age limit), deleting at most budget messages so that one call is bounded.
+// It returns how many it deleted.
+func (t *Tx) PruneMessages(cutoff int64, max, budget int) (int, error) {
+	msgs := t.b(bucketMsgs)
+	count := t.MessageCount()
+	var doomed [][]byte
+	var rec []*Message
+	c := msgs.Cursor()
+	for k, v := c.First(); k != nil && len(doomed) < budget; k, v = c.Next() {
+		over := max > 0 && count-len(doomed) > max
+		old := int64(binary.BigEndian.Uint64(k[:8])) < cutoff
+		if !over && !old {
+			break
+		}
+		var m Message
+		if err := jsonUnmarshal(v, &m); err != nil {
+			return 0, fmt.Errorf("prune messages: %w", err)
+		}
+		doomed = append(doomed, append([]byte(nil), k...))
+		rec = append(rec, &m)
+	}
+	for i, k := range doomed {
+		if err := msgs.Delete(k); err != nil {
+			return 0, err
+		}
+		if err := t.b(bucketMsgsSrc).Delete(append(lp(nil, rec[i].Source), k...)); err != nil {
+			return 0, err
+		}
+		if err := t.b(bucketMsgsType).Delete(append(lp(nil, rec[i].Type), k...)); err != nil {
+			return 0, err
+		}
+	}
+	if len(doomed) > 0 {
+		if err := t.addCount(-int64(len(doomed))); err != nil {
+			return 0, err
+		}
+	}
+	return len(doomed), nil
+}
+
+// encodeMessage is json.Marshal(m) without re-validating m.Raw, which the
+// caller produced (compact JSON): messages are the hot path.
+func encodeMessage(m *Message) []byte {
+	src, _ := json.Marshal(m.Source) // strings never fail
+	typ, _ := json.Marshal(m.Type)
+	raw := m.Raw
+	if len(raw) == 0 {
+		raw = json.RawMessage("null")
+	}
+	b := make([]byte, 0, 48+len(src)+len(typ)+len(raw))
+	b = append(b, `{"received":`...)
+	b = strconv.AppendInt(b, m.Received, 10)
+	b = append(b, `,"source":`...)
+	b = append(b, src...)
+	b = append(b, `,"type":`...)
+	b = append(b, typ...)
+	b = append(b, `,"message":`...)
+	b = append(b, raw...)
+	return append(b, '}')
+}
+
+// Query selects stored messages.
+type Query struct {
+	Source string // "" = any
+	Type   string // "" = any
+	// Since (epoch ms, inclusive) selects the oldest matching messages
+	// received at or after it; 0 selects the newest ones.
+	Since int64
+	Limit int // > 0
+}
+
+// Messages returns up to q.Limit matching messages in receive order, and
+// whether more match (after them when q.Since > 0, before them otherwise).
+func (t *Tx) Messages(q Query) ([]Message, bool, error) {
+	if q.Limit <= 0 {
+		return nil, false, fmt.Errorf("query messages: limit %d, expected > 0", q.Limit)
+	}
+	var bucket *bolt.Bucket
+	var prefix []byte
+	switch {
+	case q.Source != "":
+		bucket, prefix = t.b(bucketMsgsSrc), lp(nil, q.Source)
+	case q.Type != "":
+		bucket, prefix = t.b(bucketMsgsType), lp(nil, q.Type)
+	default:
+		bucket = t.b(bucketMsgs)
+	}
+	msgs := t.b(bucketMsgs)
+	var out []Message
+	more := false
+	take := func(k []byte) (bool, error) {
+		tail := k[len(prefix):]
+		if len(tail) != tailLen {
+			return false, fmt.Errorf("query messages: corrupt index key %x", k)
+		}
+		var m Message
+		found, err := getJSON(msgs, tail, &m)
+		if err != nil || !found {
+			return false, fmt.Errorf("query messages: index key %x has no message (err %v)", k, err)
+		}
+		if q.Type != "" && m.Type != q.Type {
+			return true, nil
+		}
+		if len(out) == q.Limit {
+			more = true
+			return false, nil
+		}
+		out = append(out, m)
+		return true, nil
+	}
+	c := bucket.Cursor()
+	if q.Since > 0 {
+		start := binary.BigEndian.AppendUint64(append([]byte(nil), prefix...), uint64(q.Since))
+		for k, _ := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			ok, err := take(k)
+			if err != nil {
+				return nil, false, err
+			}
+			if !ok {
+				break
+			}
+		}
+		return out, more, nil
+	}
+	// Newest first from the end of the prefix range, then reversed.
+	var k []byte
+	if prefix == nil {
+		k, _ = c.Last()
+	} else {
+		end := append(append([]byte(nil), prefix...), bytes.Repeat([]byte{0xFF}, tailLen+1)...)
+		if k, _ = c.Seek(end); k == nil {
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev()
+		}
+	}
+	for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
+		ok, err := take(k)
+		if err != nil {
+			return nil, false, err
+		}
+		if !ok {
+			break
+		}
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, more, nil
+}
+
+// dedup key: lp(source) lp(clientID) -> expiry(8); by expiry: expiry(8) key.
+
+func dedupKey(source, clientID string) []byte {
+	return lp(lp(nil, source), clientID)
+}
+
+// Seen reports whether (source, clientID) was remembered with an expiry after now.
+func (t *Tx) Seen(source, clientID string, now time.Time) bool {
+	v := t.b(bucketDedup).Get(dedupKey(source, clientID))
+	return len(v) == 8 && int64(binary.BigEndian.Uint64(v)) > now.UnixMilli()
+}
+
+// Remember records (source, clientID) until the time until.
+func (t *Tx) Remember(source, clientID string, until time.Time) error {
+	k := dedupKey(source, clientID)
+	d, byExp := t.b(bucketDedup), t.b(bucketDedupExp)
+	if old := d.Get(k); len(old) == 8 {
+		if err := byExp.Delete(append(append([]byte(nil), old...), k...)); err != nil {
+			return err
+		}
+	}
+	exp := u64(uint64(until.UnixMilli()))
+	if err := d.Put(k, exp); err != nil {
+		return fmt.Errorf("remember client id: %w", err)
+	}
+	return byExp.Put(append(exp, k...), nil)
+}
+
+// PruneDedup forgets at most budget keys that expired at or before now and
+// returns how many it forgot.
+func (t *Tx) PruneDedup(now time.Time, budget int) (int, error) {
+	d, byExp := t.b(bucketDedup), t.b(bucketDedupExp)
+	var doomed [][]byte
+	c := byExp.Cursor()
+	for k, _ := c.First(); k != nil && len(doomed) < budget; k, _ = c.Next() {
+		if int64(binary.BigEndian.Uint64(k[:8])) > now.UnixMilli() {
+			break
+		}
+		doomed = append(doomed, append([]byte(nil), k...))
+	}
+	for _, k := range doomed {
+		if err := byExp.Delete(k); err != nil {
+			return 0, err
+		}
+		if err := d.Delete(k[8:]); err != nil {
+			return 0, err
+		}
+	}
+	return len(doomed), nil
+}

@@ -3,6 +3,7 @@ package cloud
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -262,6 +263,13 @@ func (s *Server) handleProvisioningFile(w http.ResponseWriter, r *http.Request) 
 	case "oracle":
 		if len(s.cfg.PublicURL) < 8 || s.cfg.PublicURL[:8] != "https://" {
 			return errorf(http.StatusBadRequest, "provisioning file: format oracle needs an https server URI (Oracle's clients speak HTTPS only), the cloud's PublicURL is %q", s.cfg.PublicURL)
+		}
+		for i, der := range a.TrustAnchors {
+			// Oracle's JS library parses trust anchors with node-forge, which
+			// reads RSA certificates only: such a file would crash it.
+			if c, perr := x509.ParseCertificate(der); perr == nil && c.PublicKeyAlgorithm != x509.RSA {
+				return errorf(http.StatusConflict, "provisioning file: format oracle needs RSA trust anchors (Oracle's JS library reads no other), but trust anchor %d (%s) has a key of type %s: start iotcloud on a new data directory to get an RSA CA, or use format v2", i, c.Subject.CommonName, c.PublicKeyAlgorithm)
+			}
 		}
 		file, err = trust.EncodeOracle(a, body.Passphrase, rand.Reader)
 	default:

@@ -1,11 +1,18 @@
 package cloud
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"math/big"
 	"net/http"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/iotnode/iotnode/cloud/api"
 	"github.com/iotnode/iotnode/domain/message"
@@ -242,4 +249,28 @@ func mustDevice(t *testing.T, e *env, id string) api.Device {
 	var d api.Device
 	e.mustAdmin(http.StatusOK, "GET", api.Root+"/devices/"+id, nil, &d)
 	return d
+}
+
+func TestOracleFileNeedsRSAAnchors(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ec ca"}, IsCA: true, BasicConstraintsValid: true,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(c *Config) { c.TrustAnchors = [][]byte{der} })
+	var created api.Device
+	e.mustAdmin(201, "POST", api.Root+"/devices", api.RegisterDevice{HardwareID: "pi-ec"}, &created)
+	r := e.admin("POST", api.Root+"/devices/"+created.ID+"/provisioningFile", api.ProvisioningFileRequest{Passphrase: "correct horse", Format: "oracle"})
+	want := `provisioning file: format oracle needs RSA trust anchors (Oracle's JS library reads no other), but trust anchor 0 (ec ca) has a key of type ECDSA: start iotcloud on a new data directory to get an RSA CA, or use format v2`
+	if ae := r.apiError(t); r.status != 409 || ae.Message != want {
+		t.Fatalf("%d %q", r.status, ae.Message)
+	}
+	if r := e.admin("POST", api.Root+"/devices/"+created.ID+"/provisioningFile", api.ProvisioningFileRequest{Passphrase: "correct horse", Format: "v2"}); r.status != 200 {
+		t.Fatalf("v2 with an ECDSA anchor: %d %s", r.status, r.body)
+	}
 }

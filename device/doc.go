@@ -1,12 +1,52 @@
 // Package device is the application layer and the public Go API of the
-// device library: DirectlyConnectedDevice, GatewayDevice, VirtualDevice,
-// StorageObject, and the message dispatcher and request dispatcher loops
-// that connect virtual devices (domain/virtual) to the cloud.
+// device library, the counterpart of Oracle's device client library:
+// DirectlyConnectedDevice, GatewayDevice, VirtualDevice and the message
+// dispatcher that connects virtual devices (domain/virtual) to the cloud.
 //
-// It imports only the standard library, domain/ and ports: adapters are
-// injected by the composition roots (cmd/*) or by the small default
-// constructors that a later issue adds.
+// # Use
 //
-// Status: the package is being built (see the project's issues); this file
-// fixes its place in the layout.
+// Build the adapters (trust store, cloud transport, outbox) in the
+// composition root, then:
+//
+//	dev, err := device.NewDirectlyConnectedDevice(device.Config{Trust: ts, Messenger: c, Activator: c, Models: c})
+//	if !dev.IsActivated() { err = dev.Activate(ctx, urn) }
+//	m, err := dev.DeviceModel(ctx, urn)
+//	vd, err := dev.CreateVirtualDevice(dev.EndpointID(), m)
+//	vd.OnChange(func(ev device.ChangeEvent) { ... })
+//	err = vd.Set("humidity", 42)
+//	...
+//	err = dev.Close(ctx)
+//
+// # Why it is built this way
+//
+// The package decides nothing that can be decided without time or I/O:
+// validation, the effects of a cloud request and message building live in
+// domain/virtual; this package carries them out. It imports only the
+// standard library, domain/ and ports, so every adapter is injected
+// (Config) and every test runs against fakes or the real adapters alike.
+//
+// Delivery has one source of truth: every outgoing message goes through
+// the outbox (ports.Outbox, a durable one in production), and only the
+// transmitter takes it out, after the cloud accepted it or refused it for
+// good. The adapters make one attempt per call; retries, backoff and the
+// circuit breaker for refused credentials live in the transmitter and the
+// receiver.
+//
+// # Goroutines
+//
+// The constructors start nothing. The message dispatcher starts with Start
+// or the first CreateVirtualDevice (both need an activated device) and
+// runs: the transmitter, the receiver (long polling, or polling), the
+// request dispatcher, a connectivity test when the cloud starts one, and one
+// callback goroutine per virtual device, which runs that device's callbacks
+// one at a time. Close stops every one of them and waits for them.
+//
+// # Built-in resources
+//
+// On its own endpoint the device answers the capability resources of
+// protocol.md §8: message_dispatcher counters, reset and pollingInterval;
+// diagnostics info and testConnectivity; device_policy policyChanged (which
+// is acknowledged and logged until device policies arrive). It announces
+// them, and each virtual device's attributes and actions, in
+// RESOURCES_REPORT messages.
 package device

@@ -9,8 +9,11 @@
 // once created: only the server certificate is re-issued (when it lacks a
 // requested host name or is close to expiry).
 //
-// Keys are ECDSA P-256 (accepted by Go, Node's TLS, Java and Python). Private
-// keys are written 0600, certificates 0644, the directory 0700 when created.
+// The CA key is RSA (CAKeyBits): Oracle's JS device library reads the trust
+// anchors of its provisioning file with node-forge, which accepts RSA
+// certificates only. The server key is ECDSA P-256 (cheaper handshakes; Go,
+// Node's TLS, Java and Python all accept it under an RSA CA). Private keys are
+// written 0600, certificates 0644, the directory 0700 when created.
 //
 // It imports only the standard library.
 package pki

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -36,6 +37,9 @@ const (
 	RenewBefore    = 30 * 24 * time.Hour  // a server certificate closer to expiry is re-issued
 	backdate       = time.Hour            // NotBefore is set this far back to tolerate clock skew
 )
+
+// CAKeyBits is the size of the CA's RSA key.
+const CAKeyBits = 2048
 
 // defaultHostnames are in every server certificate, whatever Ensure is asked for.
 var defaultHostnames = []string{"localhost", "127.0.0.1", "::1"}
@@ -220,7 +224,11 @@ func loadOrCreateCA(dir string, now time.Time, b *Bundle) (*x509.Certificate, cr
 }
 
 func createCA(dir string, now time.Time) (*x509.Certificate, crypto.Signer, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	// RSA, not ECDSA: Oracle's JS device library parses the trust anchors of
+	// its provisioning file with node-forge, which reads RSA certificates only
+	// ("Cannot read public key. OID is not RSA"). 2048 bits keeps key
+	// generation fast enough for tests and meets NIST's floor through 2030.
+	key, err := rsa.GenerateKey(rand.Reader, CAKeyBits)
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate CA key: %w", err)
 	}

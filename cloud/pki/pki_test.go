@@ -2,6 +2,7 @@ package pki
 
 import (
 	"bytes"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
@@ -30,6 +31,10 @@ func TestEnsureCreatesCAAndServer(t *testing.T) {
 	}
 	if !ca.IsCA || !ca.NotAfter.Equal(t0.Add(CAValidity).Truncate(time.Second)) {
 		t.Errorf("CA: IsCA=%v NotAfter=%v", ca.IsCA, ca.NotAfter)
+	}
+	// Oracle's JS library (node-forge) reads only RSA trust anchors.
+	if pub, ok := ca.PublicKey.(*rsa.PublicKey); !ok || pub.N.BitLen() != CAKeyBits {
+		t.Errorf("CA key is %T, want a %d-bit RSA key", ca.PublicKey, CAKeyBits)
 	}
 	leaf := b.Leaf
 	if got, want := leaf.DNSNames, []string{"localhost", "iot.example.com"}; !slices.Equal(got, want) {

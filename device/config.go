@@ -268,8 +268,10 @@ func WithBatchDelay(d time.Duration) Option {
 	return func(s *settings) { s.batchDelay = d }
 }
 
-// WithCloseTimeout bounds how long Close tries to send what is queued when
-// its context has no earlier deadline. Default 5 s.
+// WithCloseTimeout bounds how long Close takes when its context has no
+// earlier deadline: sending what is queued (a send in flight is canceled
+// when the flush's share ends) and then delivering the last callbacks (see
+// DirectlyConnectedDevice.Close). Default 5 s.
 func WithCloseTimeout(d time.Duration) Option {
 	return func(s *settings) { s.closeTimeout = d }
 }

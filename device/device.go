@@ -287,17 +287,22 @@ func (d *DirectlyConnectedDevice) Stats() Stats { return d.stats.snapshot() }
 // calls fail with ErrClosed; the receiver and the request dispatcher stop
 // (requests not yet dispatched are dropped: the cloud times them out); the
 // callback goroutines finish the requests they hold; the transmitter sends
-// what is queued until the outbox is empty; all of that until the earlier
-// of ctx's deadline and the close timeout (WithCloseTimeout) at most. Then
-// the callback goroutines deliver their last error events (callables get a
-// canceled context, requests still waiting are dropped) and Close waits
-// for every goroutine.
+// what is queued until the outbox is empty. All of Close is bounded by one
+// deadline, the earlier of ctx's deadline and the close timeout
+// (WithCloseTimeout). The flush gets all of it but a reserve of a tenth (at
+// most 1 s); when it ends, a send still in flight is canceled and its
+// messages stay in the outbox. The reserve is for the callback goroutines
+// to deliver their last error events (among them the report of what was
+// left unsent; callables get a canceled context, requests still waiting
+// are dropped). Close waits for every goroutine, the callback goroutines
+// until the deadline only.
 //
 // It returns nil when everything was sent and stopped; otherwise an error
 // saying how many messages were left in the outbox (a durable outbox keeps
-// them for the next start) with the last send error, and, if ctx ended
-// first, which goroutines were still running. Closing again returns nil.
-// Close does not close the adapters.
+// them for the next start) with the last send error, and, if a callback
+// was still running at the deadline or when ctx was canceled, which
+// callback goroutines (a blocking callback is left running). Closing again
+// returns nil. Close does not close the adapters.
 func (d *DirectlyConnectedDevice) Close(ctx context.Context) error {
 	d.mu.Lock()
 	if d.closed {

@@ -52,7 +52,8 @@ type dispatcher struct {
 	rxDone  chan struct{}
 	reqDone chan struct{}
 	txDone  chan struct{}
-	unsent  error // set by the transmitter before txDone is closed
+	unsent  error      // set by the transmitter before txDone is closed
+	cut     sendCutter // cuts a send the flush deadline overtook
 	tests   sync.WaitGroup
 
 	bell    chan struct{} // the transmitter's doorbell: something was queued
@@ -368,14 +369,33 @@ func (p *dispatcher) sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// close stops the dispatcher as Device.Close documents. The loops return
-// promptly once canceled, so close waits for them unconditionally; only the
-// callbacks, which run application code, are awaited within ctx.
+// close stops the dispatcher as Device.Close documents, within one
+// deadline: the earlier of ctx's and now + the close timeout. The budget
+// has two phases:
+//
+//   - until flushBy (the deadline less closeReserve), the callback
+//     goroutines finish the requests they hold and the transmitter sends
+//     what is queued. When flushBy passes, a send still in flight is cut
+//     (its messages stay in the outbox), and the transmitter reports what
+//     is left to OnError;
+//   - the rest is for the callback goroutines: they deliver their last
+//     events (that report among them) and return, awaited until the
+//     deadline.
+//
+// The receiver, the request dispatcher and the transmitter return promptly
+// once canceled, so close waits for them unconditionally after canceling
+// them; only the callbacks, which run application code, may outlive it.
 func (p *dispatcher) close(ctx context.Context) error {
-	flushBy := p.dev.clock.Now().Add(p.set.closeTimeout)
-	if dl, ok := ctx.Deadline(); ok && dl.Before(flushBy) {
-		flushBy = dl
+	clock := p.dev.clock
+	budget := p.set.closeTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		budget = min(budget, time.Until(dl))
 	}
+	budget = max(budget, 0)
+	ctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	flushBy := clock.Now().Add(budget - closeReserve(budget))
+
 	p.stopRx()
 	p.stopReq() // also stops a running connectivity test
 	<-p.rxDone
@@ -385,6 +405,16 @@ func (p *dispatcher) close(ctx context.Context) error {
 	p.flush <- flushBy
 	select {
 	case <-p.txDone:
+	case <-clock.After(flushBy.Sub(clock.Now())):
+		// The transmitter's own sends and waits end at flushBy, except a
+		// send begun before it learnt of the flush.
+		p.cut.cut()
+		select {
+		case <-p.txDone:
+		case <-ctx.Done():
+			p.stopTx()
+			<-p.txDone
+		}
 	case <-ctx.Done():
 		p.stopTx()
 		<-p.txDone
@@ -403,15 +433,26 @@ func (p *dispatcher) close(ctx context.Context) error {
 		errs = append(errs, p.unsent)
 	}
 	for _, v := range all {
-		select {
-		case <-v.done:
-		case <-ctx.Done():
-			errs = append(errs, fmt.Errorf("the callback goroutine of virtual device %s (%s) was still running when the context ended (a callback blocks): %w",
-				v.endpoint, v.model.URN, ctx.Err()))
+		if !v.awaitDone(ctx) {
+			why := "the close deadline passed"
+			if errors.Is(ctx.Err(), context.Canceled) {
+				why = "Close's context was canceled"
+			}
+			errs = append(errs, fmt.Errorf("the callback goroutine of virtual device %s (%s) was still running when %s (a callback blocks): %w",
+				v.endpoint, v.model.URN, why, ctx.Err()))
 		}
 	}
 	p.dev.log.Info("message dispatcher stopped", "endpoint_id", p.endpoint, "clean", len(errs) == 0)
 	return errors.Join(errs...)
+}
+
+// closeReserve returns the share of a Close budget kept for the callback
+// goroutines after the flush, so that they deliver the last error events
+// (the report of what was left unsent) before Close returns: a tenth of
+// the budget, at most a second. Close returns as soon as they are done, so
+// the reserve costs only flush time.
+func closeReserve(budget time.Duration) time.Duration {
+	return min(budget/10, time.Second)
 }
 
 // quiesce waits, until flushBy at most, for every callback goroutine to

@@ -70,6 +70,7 @@ type fakeCloud struct {
 	sendCalls  int
 	sendErrs   []error                       // next send attempts fail with these, in order
 	sendErr    func([]message.Message) error // consulted when sendErrs is empty
+	sendDelay  time.Duration                 // every send waits this long before its answer (a hanging cloud, a transport timeout); ctx cuts it short
 	pollErr    error                         // every poll fails with it
 	noHold     bool                          // answer long polls at once, like a transport that cannot hold calls
 	polls      int
@@ -97,6 +98,18 @@ func newFakeCloud() *fakeCloud {
 func (c *fakeCloud) Exchange(ctx context.Context, msgs []message.Message, acceptBytes int, wait time.Duration) ([]message.Message, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	c.mu.Lock()
+	delay := c.sendDelay
+	c.mu.Unlock()
+	if len(msgs) > 0 && delay > 0 {
+		timer := time.NewTimer(delay)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, ctx.Err()
+		}
 	}
 	c.mu.Lock()
 	if len(msgs) > 0 {
@@ -442,3 +455,18 @@ func (failingTrust) Save(*trust.Assets) error { return errors.New("write /x/dev.
 
 // contains reports whether s contains sub, for messages.
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// memHeld returns how many messages the default in-memory outbox of d
+// holds queued and in open batches.
+func memHeld(d *DirectlyConnectedDevice) (queued, open int) {
+	o := d.outbox.(*memOutbox)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, q := range o.queues {
+		queued += len(q)
+	}
+	for _, b := range o.open {
+		open += len(b)
+	}
+	return queued, open
+}

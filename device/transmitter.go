@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/iotnode/iotnode/domain/message"
@@ -44,8 +45,10 @@ type transmitter struct {
 //     cloud named none, the batch goes back and smaller batches find it.
 //
 // When close sends the flush deadline it keeps sending until the outbox is
-// empty or the deadline passes; what is left is reported to the OnError of
-// the virtual devices it came from and, counted, into p.unsent.
+// empty or the deadline passes; a send begun before the flush arrived has
+// no deadline of its own, and close cuts it (sendCutter) when the deadline
+// passes. What is left is reported to the OnError of the virtual devices it
+// came from and, counted, into p.unsent.
 // The transmitter passes acceptBytes 0: requests come through the receiver,
 // so that an answer never depends on the request buffer.
 func (p *dispatcher) transmit(ctx context.Context) {
@@ -95,6 +98,11 @@ func (t *transmitter) sleep(ctx context.Context, d time.Duration) {
 func (t *transmitter) drain(ctx context.Context) {
 	p := t.p
 	for ctx.Err() == nil {
+		select {
+		case dl := <-t.flush: // nil once flushing; it may come during a send
+			t.startFlush(dl)
+		default:
+		}
 		now := p.dev.clock.Now()
 		if t.flushing && !now.Before(t.deadline) {
 			return
@@ -126,13 +134,16 @@ func (t *transmitter) drain(ctx context.Context) {
 func (t *transmitter) send(ctx context.Context, b ports.Batch) {
 	p := t.p
 	n := len(b.Messages)
-	callCtx := ctx
+	var callCtx context.Context
+	var cancel context.CancelFunc
 	if t.flushing {
-		var cancel context.CancelFunc
 		callCtx, cancel = context.WithTimeout(ctx, t.deadline.Sub(p.dev.clock.Now()))
-		defer cancel()
+	} else {
+		callCtx, cancel = p.cut.begin(ctx) // close cuts it when the flush deadline passes
 	}
 	in, err := p.dev.cfg.Messenger.Exchange(callCtx, b.Messages, 0, 0)
+	cut := callCtx.Err() != nil
+	cancel()
 	if err == nil {
 		t.end(b, all(n))
 		size := 0
@@ -148,7 +159,7 @@ func (t *transmitter) send(ctx context.Context, b ports.Batch) {
 		p.received(t.log, in)
 		return
 	}
-	if callCtx.Err() != nil {
+	if cut {
 		t.end(b, nil) // stopping: the batch stays for the next start
 		t.lastErr = fmt.Errorf("a send was cut short by the close deadline: %w", err)
 		return
@@ -227,6 +238,46 @@ func (t *transmitter) refused(b ports.Batch, err error) {
 func (t *transmitter) end(b ports.Batch, delivered []int) {
 	if err := t.p.dev.outbox.End(b, delivered); err != nil {
 		t.log.Error("outbox could not end a batch", "batch", b.Seq, "error", err)
+	}
+}
+
+// sendCutter lets close cancel the send the transmitter began before it
+// learnt of the flush deadline: such a send has no deadline of its own (a
+// hanging cloud would hold it for the transport's timeouts), and only close
+// knows when to give up on it. Safe for concurrent use.
+type sendCutter struct {
+	mu     sync.Mutex
+	cancel context.CancelFunc // of the send in flight; nil between sends
+	done   bool               // cut was called: later sends begin canceled
+}
+
+// begin returns the context of a send derived from ctx, canceled by cut,
+// at once if cut was called before, and the function that ends the send
+// (call it when Exchange returned).
+func (c *sendCutter) begin(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done {
+		cancel()
+		return ctx, cancel
+	}
+	c.cancel = cancel
+	return ctx, func() {
+		c.mu.Lock()
+		c.cancel = nil
+		c.mu.Unlock()
+		cancel()
+	}
+}
+
+// cut cancels the send in flight, if any, and every later one.
+func (c *sendCutter) cut() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.done = true
+	if c.cancel != nil {
+		c.cancel()
 	}
 }
 

@@ -363,6 +363,23 @@ func (v *VirtualDevice) run(ctx context.Context) {
 	}
 }
 
+// awaitDone waits until the callback goroutine returned, or ctx ended;
+// it reports whether the goroutine returned. A goroutine that returned is
+// reported so even when ctx ended too.
+func (v *VirtualDevice) awaitDone(ctx context.Context) bool {
+	select {
+	case <-v.done:
+		return true
+	case <-ctx.Done():
+	}
+	select {
+	case <-v.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // postRequest hands request r to the callback goroutine, waiting while its
 // queue is full; when ctx (the request dispatcher's) ends first, the request
 // is dropped.

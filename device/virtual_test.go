@@ -132,6 +132,8 @@ func TestVirtualDeviceErrors(t *testing.T) {
 			`alert format "urn:x": not in device model "urn:com:oracle:iot:device:humidity_sensor"`},
 		{"missing field", func() error { return v.CreateAlert(humidityURN + ":too_humid").Raise() },
 			`alert "urn:com:oracle:iot:device:humidity_sensor:too_humid": field "humidity" is required`},
+		{"alert field of the wrong type", func() error { return v.CreateAlert(humidityURN+":too_humid").Set("humidity", "wet").Raise() },
+			`alert "urn:com:oracle:iot:device:humidity_sensor:too_humid": field "humidity": want INTEGER, got "wet"`},
 		{"unknown data", func() error { return v.CreateData("urn:y").Set("a", 1).Submit() },
 			`data format "urn:y": not in device model "urn:com:oracle:iot:device:humidity_sensor"`},
 		{"alert as data", func() error { return v.CreateData(humidityURN + ":too_humid").Submit() },

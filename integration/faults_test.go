@@ -219,7 +219,7 @@ func TestCloudUnreachable(t *testing.T) {
 	// context's 3 s, so that the callbacks are awaited within the context).
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 	defer cancel()
-	err := timed(t, "Close with a 1.5 s close timeout and the cloud hanging", 2*time.Second, func() error { return d.Close(ctx) })
+	err := timed(t, "Close with a 1.5 s close timeout and the cloud hanging", 4*time.Second, func() error { return d.Close(ctx) })
 	// Left: the alert (kept on disk), the two values (kept in memory only)
 	// and perhaps a report. The last error is the send the deadline cut
 	// short, or the send before it, which got no answer within the HTTP
@@ -285,7 +285,7 @@ func TestCloseHonoursCloseTimeoutWithSendInFlight(t *testing.T) {
 	if !eventually(t.Context(), waitFor, func() bool { return d.OutboxStats().InFlight > 0 }) {
 		t.Fatal("the transmitter never took the message out of the outbox")
 	}
-	err := timed(t, "Close without a context deadline, close timeout "+closeTimeout.String(), closeTimeout+500*time.Millisecond,
+	err := timed(t, "Close without a context deadline, close timeout "+closeTimeout.String(), closeTimeout+2*time.Second, // generous for a loaded CI machine: the defect it guards against took 10 s
 		func() error { return d.Close(context.Background()) })
 	leftover := regexp.MustCompile(`^close device ` + regexp.QuoteMeta(endpoint) +
 		`: \d+ message\(s\) not sent \(a durable outbox keeps them for the next start\): a send was cut short by the close deadline: `)

@@ -16,6 +16,7 @@ type formatFields struct {
 	kind   string // "alert" or "data", the start of every error
 	format *model.Format
 	vals   map[string]model.Value // by field name
+	failed map[string]bool        // fields whose set failed: already reported, never "required"
 	errs   []error
 }
 
@@ -28,7 +29,7 @@ func (d *Device) lookupFormat(formatURN string, want model.FormatType, kind stri
 	if f.Type != want {
 		return nil, fmt.Errorf("%s format %q: has type %s, expected %s", kind, formatURN, f.Type, want)
 	}
-	return &formatFields{kind: kind, format: f, vals: map[string]model.Value{}}, nil
+	return &formatFields{kind: kind, format: f, vals: map[string]model.Value{}, failed: map[string]bool{}}, nil
 }
 
 // set checks v against the field called name and keeps it, or keeps the error.
@@ -40,6 +41,7 @@ func (ff *formatFields) set(name string, v any) {
 		}
 		val, err := f.Check(v)
 		if err != nil {
+			ff.failed[f.Name] = true
 			ff.errs = append(ff.errs, fmt.Errorf("%s %q: %w", ff.kind, ff.format.URN, err))
 			return
 		}
@@ -55,7 +57,8 @@ func (ff *formatFields) set(name string, v any) {
 }
 
 // fields returns the values in the format's field order, or every error:
-// those kept by set and one per required field that was not set.
+// those kept by set and one per required field that was not set. A field
+// whose set failed is reported once, by its set error, not also as missing.
 func (ff *formatFields) fields() ([]message.Field, error) {
 	errs := append([]error(nil), ff.errs...)
 	out := make([]message.Field, 0, len(ff.vals))
@@ -64,7 +67,7 @@ func (ff *formatFields) fields() ([]message.Field, error) {
 		switch {
 		case ok:
 			out = append(out, message.Field{Name: f.Name, Value: v.Any()})
-		case !f.Optional:
+		case !f.Optional && !ff.failed[f.Name]:
 			errs = append(errs, fmt.Errorf("%s %q: field %q is required", ff.kind, ff.format.URN, f.Name))
 		}
 	}

@@ -79,8 +79,12 @@ func TestAlertBuild(t *testing.T) {
 			sets: []set{{"temp", "hot"}, {"colour", "red"}, {"maxThreshold", 70}}, severity: "PANIC",
 			wantErr: `alert "urn:com:oracle:iot:device:temperature_sensor:too_hot": field "temp": want NUMBER, got "hot"` + "\n" +
 				`alert "urn:com:oracle:iot:device:temperature_sensor:too_hot": field "colour": not in the format, expected one of temp, unit, maxThreshold` + "\n" +
-				`alert "urn:com:oracle:iot:device:temperature_sensor:too_hot": severity "PANIC" is not one of LOW, NORMAL, SIGNIFICANT, CRITICAL` + "\n" +
-				`alert "urn:com:oracle:iot:device:temperature_sensor:too_hot": field "temp" is required`,
+				`alert "urn:com:oracle:iot:device:temperature_sensor:too_hot": severity "PANIC" is not one of LOW, NORMAL, SIGNIFICANT, CRITICAL`,
+		},
+		{
+			name: "wrong type is not also reported missing", file: "humidity_sensor.json", urn: "urn:com:oracle:iot:device:humidity_sensor:too_humid",
+			sets:    []set{{"humidity", "wet"}},
+			wantErr: `alert "urn:com:oracle:iot:device:humidity_sensor:too_humid": field "humidity": want INTEGER, got "wet"`,
 		},
 	}
 	for _, tt := range tests {

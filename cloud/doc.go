@@ -23,6 +23,9 @@
 //     delivered again: without a response within RequestTTL it becomes EXPIRED.
 //   - iot.timeout is capped at 60 s (the default when iot.sync has none).
 //   - Messages POST answers 202 when the body held messages, 200 for a poll.
+//   - The enterprise messages listing pages by a cursor, the message's
+//     sequence number (after=seq, answer's next), not by receive time: one
+//     device call stores up to 100 messages in the same millisecond.
 //   - Attribute sets are sent in the PATCH form as POST with
 //     x-http-method-override: PATCH (the form Oracle's server uses; Java and
 //     JS both honour the override); actions as POST.

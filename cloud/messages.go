@@ -368,7 +368,10 @@ func (s *Server) take(route string, accept int) ([]byte, int, error) {
 	return out, minAccept, nil
 }
 
-// handleMessagesGet is the enterprise GET messages?source=&type=&since=&limit=.
+// handleMessagesGet is the enterprise GET
+// messages?source=&type=&since=&after=&limit=. With since or after it pages
+// oldest first; without them it answers the newest messages. next is the
+// cursor of the following page (see api.MessageList).
 func (s *Server) handleMessagesGet(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	sq := store.Query{Source: q.Get("source"), Type: q.Get("type"), Limit: 100}
@@ -379,6 +382,15 @@ func (s *Server) handleMessagesGet(w http.ResponseWriter, r *http.Request) error
 		}
 		sq.Since = n
 	}
+	if q.Has("after") {
+		v := q.Get("after")
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return errorf(http.StatusBadRequest, "query parameter after is %q, expected the seq of a message or the next of an earlier answer (a non-negative integer)", v)
+		}
+		sq.After = n
+	}
+	sq.Newest = sq.Since == 0 && !q.Has("after")
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {
@@ -393,15 +405,31 @@ func (s *Server) handleMessagesGet(w http.ResponseWriter, r *http.Request) error
 			return errorf(http.StatusBadRequest, "query parameter type is %q, expected DATA, ALERT, REQUEST, RESPONSE or RESOURCES_REPORT", sq.Type)
 		}
 	}
-	var list api.List[api.Message]
+	var list api.MessageList
 	err := s.store.View(func(tx *store.Tx) error {
+		last := tx.LastMessageSeq()
+		if sq.After > last {
+			return errorf(http.StatusBadRequest, "query parameter after is %d, beyond the newest message (seq %d): expected the seq of a message or the next of an earlier answer of this cloud (was its data directory reset?)", sq.After, last)
+		}
 		msgs, more, err := tx.Messages(sq)
+		if err != nil {
+			return err
+		}
 		list.HasMore = more
 		list.Items = make([]api.Message, len(msgs))
 		for i, m := range msgs {
-			list.Items[i] = api.Message{Received: m.Received, Message: m.Raw}
+			list.Items[i] = api.Message{Seq: m.Seq, Received: m.Received, Message: m.Raw}
 		}
-		return err
+		// Oldest first with more to come, the page ends the scan; otherwise
+		// nothing matching was stored between the page and last.
+		list.Next = sq.After
+		if len(msgs) > 0 {
+			list.Next = msgs[len(msgs)-1].Seq
+		}
+		if sq.Newest || !more {
+			list.Next = last
+		}
+		return nil
 	})
 	if err != nil {
 		return err

@@ -1,14 +1,18 @@
 package cloud
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/iotnode/iotnode/cloud/api"
+	"github.com/iotnode/iotnode/cloud/client"
 	"github.com/iotnode/iotnode/domain/message"
 )
 
@@ -108,6 +112,118 @@ func TestMessagesReplay(t *testing.T) {
 	e.mustAdmin(200, "GET", api.Root+"/messages?source="+d.endpointID, nil, &list)
 	if len(list.Items) != 3 {
 		t.Fatalf("stored %d messages, want 3 after the dedup window", len(list.Items))
+	}
+}
+
+// TestMessagesPaging lists 250 messages received in one millisecond (three
+// batches of one device; the test clock stands still) 100 at a time with the
+// after cursor: three pages, every message once, in the order sent.
+func TestMessagesPaging(t *testing.T) {
+	e := newEnv(t)
+	e.addModels()
+	d := e.register(api.DeviceTypeDirect, 0)
+	d.activate(humidityURN)
+	other := e.register(api.DeviceTypeDirect, 1)
+	other.activate(humidityURN)
+	var sent []string
+	for _, n := range []int{100, 100, 50} {
+		var batch []string
+		for range n {
+			id := fmt.Sprintf("m-%03d", len(sent))
+			sent = append(sent, id)
+			batch = append(batch, dataMsg(id, d.endpointID, humidityURN+":attributes", `{"humidity":50}`))
+		}
+		if r := d.send("", "["+strings.Join(batch, ",")+"]"); r.status != http.StatusAccepted {
+			t.Fatalf("batch: %d %s", r.status, r.body)
+		}
+	}
+	clientIDs := func(items []api.Message) []string {
+		var out []string
+		for _, m := range items {
+			var w struct {
+				ClientID string `json:"clientId"`
+			}
+			if err := json.Unmarshal(m.Message, &w); err != nil {
+				t.Fatalf("stored message %s: %v", m.Message, err)
+			}
+			out = append(out, w.ClientID)
+		}
+		return out
+	}
+	ms := e.clock.Now().UnixMilli()
+	for _, start := range []string{"after=0", "since=" + strconv.FormatInt(ms, 10)} {
+		t.Run(start, func(t *testing.T) {
+			var got []string
+			var seqs []uint64
+			cursor := start
+			for i, n := range []int{100, 100, 50} {
+				var list api.MessageList
+				e.mustAdmin(200, "GET", api.Root+"/messages?source="+d.endpointID+"&limit=100&"+cursor, nil, &list)
+				if len(list.Items) != n || list.HasMore != (i < 2) {
+					t.Fatalf("page %d (%s): %d messages, hasMore %v; want %d, %v", i+1, cursor, len(list.Items), list.HasMore, n, i < 2)
+				}
+				for _, m := range list.Items {
+					if m.Received != ms {
+						t.Fatalf("message %d received at %d, want %d (the same millisecond)", m.Seq, m.Received, ms)
+					}
+					seqs = append(seqs, m.Seq)
+				}
+				if last := list.Items[n-1].Seq; list.Next != last {
+					t.Fatalf("page %d: next %d, want the last seq %d", i+1, list.Next, last)
+				}
+				got = append(got, clientIDs(list.Items)...)
+				cursor = "after=" + strconv.FormatUint(list.Next, 10)
+			}
+			if !reflect.DeepEqual(got, sent) {
+				t.Fatalf("listed %d messages %v...\nwant %d in the order sent", len(got), got[:min(len(got), 5)], len(sent))
+			}
+			for i := 1; i < len(seqs); i++ {
+				if seqs[i] != seqs[i-1]+1 {
+					t.Fatalf("seq %d follows %d", seqs[i], seqs[i-1])
+				}
+			}
+		})
+	}
+
+	// The client's AllMessages pages the same way.
+	cl, err := client.New(e.ts.URL, adminToken, client.WithHTTPClient(e.ts.Client()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []api.Message
+	for m, err := range cl.AllMessages(t.Context(), client.MessageQuery{Source: d.endpointID, Limit: 100}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, m)
+	}
+	if got := clientIDs(all); !reflect.DeepEqual(got, sent) {
+		t.Fatalf("AllMessages listed %d messages, want the %d sent in order", len(got), len(sent))
+	}
+
+	// Past the end: nothing more; another device's message moves next past it.
+	last := all[len(all)-1].Seq
+	q := api.Root + "/messages?source=" + d.endpointID + "&after=" + strconv.FormatUint(last, 10)
+	var list api.MessageList
+	e.mustAdmin(200, "GET", q, nil, &list)
+	if len(list.Items) != 0 || list.HasMore || list.Next != last {
+		t.Fatalf("after the last message: %+v, want no items and next %d", list, last)
+	}
+	other.send("", "["+dataMsg("o-1", other.endpointID, humidityURN+":attributes", `{"humidity":60}`)+"]")
+	e.mustAdmin(200, "GET", q, nil, &list)
+	if len(list.Items) != 0 || list.HasMore || list.Next != last+1 {
+		t.Fatalf("after another device's message: %+v, want no items and next %d", list, last+1)
+	}
+	e.mustAdmin(200, "GET", api.Root+"/messages?limit=1", nil, &list)
+	if len(list.Items) != 1 || list.Items[0].Seq != last+1 || !list.HasMore || list.Next != last+1 {
+		t.Fatalf("newest: %+v, want the other device's message, seq %d", list, last+1)
+	}
+
+	// A cursor beyond the newest message is refused.
+	r := e.admin("GET", api.Root+"/messages?after="+strconv.FormatUint(last+2, 10), nil)
+	want := fmt.Sprintf("query parameter after is %d, beyond the newest message (seq %d): expected the seq of a message or the next of an earlier answer of this cloud (was its data directory reset?)", last+2, last+1)
+	if ae := r.apiError(t); r.status != 400 || ae.Status != 400 || ae.Message != want {
+		t.Fatalf("after beyond the newest: %d %q\nwant 400 %q", r.status, ae.Message, want)
 	}
 }
 

@@ -76,8 +76,27 @@ type ProvisioningFileRequest struct {
 // Message is one stored message as GET /iot/api/v2/messages returns it: the
 // wire message (compact JSON, as the device sent it) plus what the cloud added.
 type Message struct {
+	// Seq numbers the messages in the order the cloud stored them: it
+	// increases with every stored message and is never reused, even when
+	// messages share a receive millisecond. It is the cursor of the listing
+	// (after=Seq continues after this message).
+	Seq      uint64          `json:"seq"`
 	Received int64           `json:"receivedTime"` // epoch ms
 	Message  json.RawMessage `json:"message"`
+}
+
+// MessageList is the answer of GET /iot/api/v2/messages: the List envelope
+// plus the cursor of the next page.
+type MessageList struct {
+	Items []Message `json:"items"`
+	// HasMore: more messages match beyond this page (before it for a listing
+	// of the newest messages, which has neither since nor after).
+	HasMore bool `json:"hasMore"`
+	// Next is the cursor to send as after= for the messages that follow
+	// this page: the last item's Seq while HasMore (oldest first), else the
+	// newest Seq the cloud had assigned, so that the next poll skips the
+	// messages that did not match.
+	Next uint64 `json:"next"`
 }
 
 // SetAttribute is the body of PUT .../deviceModels/{urn}/attributes/{name}.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -272,12 +273,22 @@ func (c *Client) ProvisioningFile(ctx context.Context, id string, r api.Provisio
 type MessageQuery struct {
 	Source string // the endpoint id that sent them
 	Type   string // DATA, ALERT, RESPONSE, ...
-	Since  int64  // epoch ms; only messages received at or after it (as the server defines "since")
-	Limit  int    // at most this many (the server caps it)
+	Since  int64  // epoch ms; only messages received at or after it
+	// After is a cursor: only messages stored after the one with this Seq
+	// (an api.Message.Seq, or the api.MessageList.Next of the previous
+	// page). 0 is no cursor unless Oldest is set.
+	After uint64
+	// Oldest sends the cursor even when After is 0, which selects the oldest
+	// matching messages from the first one stored. Without it, a query with
+	// neither Since nor After returns the newest messages.
+	Oldest bool
+	Limit  int // at most this many per page (the server caps it; 0 = its default)
 }
 
-// Messages returns stored messages, oldest first.
-func (c *Client) Messages(ctx context.Context, q MessageQuery) (api.List[api.Message], error) {
+// Messages returns one page of stored messages, in the order the cloud
+// stored them: the oldest matching ones when q has Since, After or Oldest,
+// else the newest. Send After = the answer's Next for the following page.
+func (c *Client) Messages(ctx context.Context, q MessageQuery) (api.MessageList, error) {
 	v := url.Values{}
 	if q.Source != "" {
 		v.Set("source", q.Source)
@@ -288,14 +299,49 @@ func (c *Client) Messages(ctx context.Context, q MessageQuery) (api.List[api.Mes
 	if q.Since != 0 {
 		v.Set("since", strconv.FormatInt(q.Since, 10))
 	}
+	if q.After != 0 || q.Oldest {
+		v.Set("after", strconv.FormatUint(q.After, 10))
+	}
 	if q.Limit != 0 {
 		v.Set("limit", strconv.Itoa(q.Limit))
 	}
-	var out api.List[api.Message]
+	var out api.MessageList
 	if err := c.do(ctx, http.MethodGet, "/messages", v, nil, &out); err != nil {
 		return out, fmt.Errorf("list messages: %w", err)
 	}
 	return out, nil
+}
+
+// AllMessages iterates over the messages q selects, oldest first, fetching
+// one page of q.Limit (0 = the server's default) at a time with the cursor,
+// from q.After (the first stored message when 0) and q.Since. It ends after
+// the last page that has no more, so it sees each message stored until then
+// exactly once. A failed call is yielded as the final error (with a zero
+// api.Message); breaking out of the loop stops fetching.
+func (c *Client) AllMessages(ctx context.Context, q MessageQuery) iter.Seq2[api.Message, error] {
+	return func(yield func(api.Message, error) bool) {
+		q.Oldest = true
+		for {
+			list, err := c.Messages(ctx, q)
+			if err != nil {
+				yield(api.Message{}, err)
+				return
+			}
+			for _, m := range list.Items {
+				if !yield(m, nil) {
+					return
+				}
+			}
+			if !list.HasMore {
+				return
+			}
+			if list.Next <= q.After {
+				yield(api.Message{}, fmt.Errorf("list messages after %d: the server answered hasMore with next %d, expected a later cursor", q.After, list.Next))
+				return
+			}
+			q.After = list.Next
+		}
+	}
 }
 
 func attributesPath(endpointID, urn string) string {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -129,14 +130,30 @@ func TestCalls(t *testing.T) {
 				return c.Messages(ctx, MessageQuery{Source: "E1", Type: "DATA", Since: 1700000000000, Limit: 5})
 			},
 			want:    seen{Method: "GET", URI: "/iot/api/v2/messages?limit=5&since=1700000000000&source=E1&type=DATA"},
-			wantOut: api.List[api.Message]{Items: []api.Message{{Received: 7, Message: json.RawMessage(`{"type":"DATA"}`)}}},
+			wantOut: api.MessageList{Items: []api.Message{{Received: 7, Message: json.RawMessage(`{"type":"DATA"}`)}}},
 		},
 		{
 			name:    "Messages without a query",
 			answer:  `{"items":[],"hasMore":false}`,
 			call:    func(ctx context.Context, c *Client) (any, error) { return c.Messages(ctx, MessageQuery{}) },
 			want:    seen{Method: "GET", URI: "/iot/api/v2/messages"},
-			wantOut: api.List[api.Message]{Items: []api.Message{}},
+			wantOut: api.MessageList{Items: []api.Message{}},
+		},
+		{
+			name:   "Messages after a cursor",
+			answer: `{"items":[{"seq":8,"receivedTime":7,"message":{}}],"hasMore":true,"next":8}`,
+			call: func(ctx context.Context, c *Client) (any, error) {
+				return c.Messages(ctx, MessageQuery{After: 7, Limit: 1})
+			},
+			want:    seen{Method: "GET", URI: "/iot/api/v2/messages?after=7&limit=1"},
+			wantOut: api.MessageList{Items: []api.Message{{Seq: 8, Received: 7, Message: json.RawMessage(`{}`)}}, HasMore: true, Next: 8},
+		},
+		{
+			name:    "Messages oldest first from the start",
+			answer:  `{"items":[],"hasMore":false,"next":0}`,
+			call:    func(ctx context.Context, c *Client) (any, error) { return c.Messages(ctx, MessageQuery{Oldest: true}) },
+			want:    seen{Method: "GET", URI: "/iot/api/v2/messages?after=0"},
+			wantOut: api.MessageList{Items: []api.Message{}},
 		},
 		{
 			name:    "Attributes",
@@ -376,6 +393,100 @@ func TestWaitRequest(t *testing.T) {
 		r, err := c.WaitRequest(ctx, "R2")
 		if r.Status != "PENDING" || !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("WaitRequest = %+v, %v; want PENDING and a deadline error", r, err)
+		}
+	})
+}
+
+// pager serves GET messages from n stored messages (seq 1..n, all received
+// in one millisecond) as the cloud does with after and limit, and records the
+// queries.
+func pager(t *testing.T, n int) (*Client, *[]string) {
+	var mu sync.Mutex
+	var queries []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		queries = append(queries, r.URL.RawQuery)
+		mu.Unlock()
+		after, _ := strconv.Atoi(r.URL.Query().Get("after"))
+		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+		list := api.MessageList{Items: []api.Message{}, Next: uint64(n)}
+		for seq := after + 1; seq <= n; seq++ {
+			if len(list.Items) == limit {
+				list.HasMore, list.Next = true, list.Items[limit-1].Seq
+				break
+			}
+			list.Items = append(list.Items, api.Message{Seq: uint64(seq), Received: 7, Message: json.RawMessage(`{}`)})
+		}
+		json.NewEncoder(w).Encode(list)
+	}))
+	t.Cleanup(srv.Close)
+	c, err := New(srv.URL, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, &queries
+}
+
+func TestAllMessages(t *testing.T) {
+	t.Run("every page once", func(t *testing.T) {
+		c, queries := pager(t, 250)
+		var got []uint64
+		for m, err := range c.AllMessages(t.Context(), MessageQuery{Source: "E1", Limit: 100}) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, m.Seq)
+		}
+		if len(got) != 250 || got[0] != 1 || got[249] != 250 {
+			t.Fatalf("got %d messages %v..., want seq 1..250", len(got), got[:min(len(got), 3)])
+		}
+		for i := 1; i < len(got); i++ {
+			if got[i] != got[i-1]+1 {
+				t.Fatalf("seq %d follows %d", got[i], got[i-1])
+			}
+		}
+		want := []string{"after=0&limit=100&source=E1", "after=100&limit=100&source=E1", "after=200&limit=100&source=E1"}
+		if !reflect.DeepEqual(*queries, want) {
+			t.Fatalf("queries %q\nwant    %q", *queries, want)
+		}
+	})
+	t.Run("from a cursor, stopped early", func(t *testing.T) {
+		c, queries := pager(t, 250)
+		var got []uint64
+		for m, err := range c.AllMessages(t.Context(), MessageQuery{After: 240, Limit: 5}) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got = append(got, m.Seq); len(got) == 7 {
+				break
+			}
+		}
+		if !reflect.DeepEqual(got, []uint64{241, 242, 243, 244, 245, 246, 247}) || len(*queries) != 2 {
+			t.Fatalf("got %v after %d queries, want 241..247 after 2", got, len(*queries))
+		}
+	})
+	t.Run("a server that does not advance", func(t *testing.T) {
+		f := newFake(t)
+		f.body = `{"items":[],"hasMore":true,"next":3}`
+		var errs []error
+		for _, err := range f.client(t).AllMessages(t.Context(), MessageQuery{After: 3}) {
+			errs = append(errs, err)
+		}
+		want := "list messages after 3: the server answered hasMore with next 3, expected a later cursor"
+		if len(errs) != 1 || errs[0] == nil || errs[0].Error() != want {
+			t.Fatalf("errors %v, want %q", errs, want)
+		}
+	})
+	t.Run("a failed call", func(t *testing.T) {
+		f := newFake(t)
+		f.status, f.body = 400, `{"status":400,"message":"query parameter after is 9, beyond the newest message (seq 3)"}`
+		var errs []error
+		for _, err := range f.client(t).AllMessages(t.Context(), MessageQuery{After: 9}) {
+			errs = append(errs, err)
+		}
+		want := "list messages: server answered 400 Bad Request: query parameter after is 9, beyond the newest message (seq 3)"
+		if len(errs) != 1 || errs[0] == nil || errs[0].Error() != want {
+			t.Fatalf("errors %v, want %q", errs, want)
 		}
 	})
 }

@@ -1,7 +1,7 @@
 // Package store is the reference cloud's embedded database: devices,
 // device models, device policies, requests to devices (with their status and
-// queue), received messages (ordered by receive time, indexed by source and
-// type, with bounded retention), replay-protection keys, last-known attribute
+// queue), received messages (numbered in the order received, which is also
+// receive-time order; indexed by source and type; with bounded retention), replay-protection keys, last-known attribute
 // values, stored-object metadata and the server's secret keys.
 //
 // It is built on go.etcd.io/bbolt, a pure-Go B+tree file store: no cgo, so

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -13,8 +15,14 @@ import (
 
 // Message is one received message.
 type Message struct {
+	// Seq is the message's sequence number, set by AppendMessage: 1 for the
+	// first message the store ever kept, then increasing by one per message;
+	// never reused, not even after the message is pruned. It lives in the
+	// key, not in the JSON value.
+	Seq uint64 `json:"-"`
 	// Received is the receive time in epoch ms. AppendMessage keeps it
-	// non-decreasing, so receive order and storage order agree.
+	// non-decreasing, so receive order, sequence order and storage order
+	// agree.
 	Received int64           `json:"received"`
 	Source   string          `json:"source"`
 	Type     string          `json:"type"`
@@ -22,12 +30,19 @@ type Message struct {
 }
 
 // messages key: received(8) seq(8); by source: lp(source) received seq; by
-// type: lp(type) received seq. Index values are empty.
+// type: lp(type) received seq. Index values are empty. seq is the messages
+// bucket's sequence. Because received never decreases while seq grows, the
+// keys of every bucket sort in sequence order too.
 const tailLen = 16
 
-// AppendMessage stores m. If m.Received is earlier than the last stored
-// message's receive time, it is raised to it (a clock that stepped back never
-// reorders messages).
+// ErrCursorAhead: a query's After is beyond the newest sequence number the
+// store has assigned (a cursor from another store, or from before the store
+// was deleted).
+var ErrCursorAhead = errors.New("cursor is beyond the newest message")
+
+// AppendMessage stores m and sets m.Seq. If m.Received is earlier than the
+// last stored message's receive time, it is raised to it (a clock that
+// stepped back never reorders messages).
 func (t *Tx) AppendMessage(m *Message) error {
 	meta, msgs := t.b(bucketMeta), t.b(bucketMsgs)
 	if last := meta.Get(metaMsgLast); last != nil {
@@ -39,6 +54,7 @@ func (t *Tx) AppendMessage(m *Message) error {
 	if err != nil {
 		return fmt.Errorf("append message: %w", err)
 	}
+	m.Seq = seq
 	tail := make([]byte, 0, tailLen)
 	tail = binary.BigEndian.AppendUint64(tail, uint64(m.Received))
 	tail = binary.BigEndian.AppendUint64(tail, seq)
@@ -64,6 +80,11 @@ func (t *Tx) addCount(d int64) error {
 	}
 	return t.b(bucketMeta).Put(metaMsgCount, u64(uint64(n)))
 }
+
+// LastMessageSeq is the sequence number of the newest message the store ever
+// kept (pruned or not), 0 if none. Messages committed after this transaction
+// began get larger numbers.
+func (t *Tx) LastMessageSeq() uint64 { return t.b(bucketMsgs).Sequence() }
 
 // MessageCount is the number of stored messages.
 func (t *Tx) MessageCount() int {
@@ -137,21 +158,32 @@ func encodeMessage(m *Message) []byte {
 	return append(b, '}')
 }
 
-// Query selects stored messages.
+// Query selects stored messages: those of Source and Type, received at or
+// after Since and numbered above After.
 type Query struct {
 	Source string // "" = any
 	Type   string // "" = any
-	// Since (epoch ms, inclusive) selects the oldest matching messages
-	// received at or after it; 0 selects the newest ones.
-	Since int64
-	Limit int // > 0
+	Since  int64  // epoch ms, inclusive; 0 = no lower bound
+	// After is a cursor: only messages with a larger sequence number (0 = no
+	// lower bound). It must not exceed LastMessageSeq.
+	After uint64
+	// Newest selects the newest matching messages instead of the oldest.
+	Newest bool
+	Limit  int // > 0
 }
 
-// Messages returns up to q.Limit matching messages in receive order, and
-// whether more match (after them when q.Since > 0, before them otherwise).
+// Messages returns up to q.Limit matching messages in storage (= receive =
+// sequence) order, and whether more match: after them, or before them with
+// q.Newest. The page boundary is exact even when many messages share one
+// receive millisecond, so paging with After = the last Seq returned sees
+// every message once. Errors: ErrCursorAhead (wrapped) when q.After is
+// beyond LastMessageSeq, or a corrupt store.
 func (t *Tx) Messages(q Query) ([]Message, bool, error) {
 	if q.Limit <= 0 {
 		return nil, false, fmt.Errorf("query messages: limit %d, expected > 0", q.Limit)
+	}
+	if last := t.LastMessageSeq(); q.After > last {
+		return nil, false, fmt.Errorf("query messages after %d: %w (seq %d)", q.After, ErrCursorAhead, last)
 	}
 	var bucket *bolt.Bucket
 	var prefix []byte
@@ -164,6 +196,21 @@ func (t *Tx) Messages(q Query) ([]Message, bool, error) {
 		bucket = t.b(bucketMsgs)
 	}
 	msgs := t.b(bucketMsgs)
+	// start is the smallest key that may match: the later of the Since and
+	// After bounds.
+	start := append([]byte(nil), prefix...)
+	if q.Since > 0 {
+		start = binary.BigEndian.AppendUint64(start, uint64(q.Since))
+	}
+	if q.After > 0 {
+		tail, ok := t.afterTail(q.After)
+		if !ok {
+			return nil, false, nil // nothing stored after the cursor
+		}
+		if k := append(append([]byte(nil), prefix...), tail...); bytes.Compare(k, start) > 0 {
+			start = k
+		}
+	}
 	var out []Message
 	more := false
 	take := func(k []byte) (bool, error) {
@@ -183,12 +230,12 @@ func (t *Tx) Messages(q Query) ([]Message, bool, error) {
 			more = true
 			return false, nil
 		}
+		m.Seq = binary.BigEndian.Uint64(tail[8:])
 		out = append(out, m)
 		return true, nil
 	}
 	c := bucket.Cursor()
-	if q.Since > 0 {
-		start := binary.BigEndian.AppendUint64(append([]byte(nil), prefix...), uint64(q.Since))
+	if !q.Newest {
 		for k, _ := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 			ok, err := take(k)
 			if err != nil {
@@ -200,7 +247,8 @@ func (t *Tx) Messages(q Query) ([]Message, bool, error) {
 		}
 		return out, more, nil
 	}
-	// Newest first from the end of the prefix range, then reversed.
+	// Newest first from the end of the prefix range down to start, then
+	// reversed.
 	var k []byte
 	if prefix == nil {
 		k, _ = c.Last()
@@ -212,7 +260,7 @@ func (t *Tx) Messages(q Query) ([]Message, bool, error) {
 			k, _ = c.Prev()
 		}
 	}
-	for ; k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Prev() {
+	for ; k != nil && bytes.HasPrefix(k, prefix) && bytes.Compare(k, start) >= 0; k, _ = c.Prev() {
 		ok, err := take(k)
 		if err != nil {
 			return nil, false, err
@@ -225,6 +273,53 @@ func (t *Tx) Messages(q Query) ([]Message, bool, error) {
 		out[i], out[j] = out[j], out[i]
 	}
 	return out, more, nil
+}
+
+// afterTail returns the key tail T such that, in the messages bucket and in
+// every index range, the keys at or above T are exactly those of the
+// messages numbered above after; ok is false when no stored message is.
+//
+// Keys are received(8) seq(8), so T is received(F) after+1, where F is the
+// first stored message numbered above after. The messages bucket is keyed by
+// time, not by sequence number, so received(F) is found by a binary search
+// on the receive time: the last message received at or before t is numbered
+// above after exactly when received(F) <= t. That costs one B+tree seek per
+// halving of the stored time span (about 40 for a year of milliseconds) and
+// needs no index by sequence number, which would cost every append a write.
+func (t *Tx) afterTail(after uint64) (tail []byte, ok bool) {
+	c := t.b(bucketMsgs).Cursor()
+	first, _ := c.First()
+	last, _ := c.Last()
+	if first == nil || binary.BigEndian.Uint64(last[8:]) <= after {
+		return nil, false
+	}
+	// lastSeqBy is the number of the last message received at or before ms
+	// (0 if none).
+	lastSeqBy := func(ms uint64) uint64 {
+		var k []byte
+		if ms < math.MaxUint64 {
+			k, _ = c.Seek(u64(ms + 1))
+		}
+		if k == nil {
+			k, _ = c.Last()
+		} else {
+			k, _ = c.Prev()
+		}
+		if k == nil {
+			return 0
+		}
+		return binary.BigEndian.Uint64(k[8:])
+	}
+	lo, hi := binary.BigEndian.Uint64(first[:8]), binary.BigEndian.Uint64(last[:8])
+	for lo < hi { // invariant: lo <= received(F) <= hi
+		mid := lo + (hi-lo)/2
+		if lastSeqBy(mid) > after {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return binary.BigEndian.AppendUint64(u64(lo), after+1), true
 }
 
 // dedup key: lp(source) lp(clientID) -> expiry(8); by expiry: expiry(8) key.

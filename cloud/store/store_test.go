@@ -181,12 +181,12 @@ func TestMessages(t *testing.T) {
 		want []int64
 		more bool
 	}{
-		{"newest", Query{Limit: 3}, []int64{140, 150, 150}, true},
+		{"newest", Query{Newest: true, Limit: 3}, []int64{140, 150, 150}, true},
 		{"all", Query{Limit: 100}, []int64{100, 110, 120, 130, 140, 150, 150}, false},
 		{"since", Query{Since: 115, Limit: 2}, []int64{120, 130}, true},
 		{"since, to the end", Query{Since: 141, Limit: 10}, []int64{150, 150}, false},
 		{"source", Query{Source: "a", Limit: 10}, []int64{100, 120, 140, 150}, false},
-		{"source newest", Query{Source: "a", Limit: 2}, []int64{140, 150}, true},
+		{"source newest", Query{Source: "a", Newest: true, Limit: 2}, []int64{140, 150}, true},
 		{"source with a NUL", Query{Source: "a\x00b", Limit: 10}, []int64{150}, false},
 		{"source since", Query{Source: "b", Since: 111, Limit: 10}, []int64{130}, false},
 		{"type", Query{Type: "ALERT", Limit: 10}, []int64{110, 130, 150}, false},
@@ -240,6 +240,152 @@ func TestMessages(t *testing.T) {
 			})
 		})
 	}
+}
+
+func seqs(ms []Message) []uint64 {
+	var out []uint64
+	for _, m := range ms {
+		out = append(out, m.Seq)
+	}
+	return out
+}
+
+// TestMessagesCursor pages through 250 messages received in one millisecond
+// (two and a half batches of a device) with After, 100 at a time.
+func TestMessagesCursor(t *testing.T) {
+	s, _ := openTest(t)
+	update(t, s, func(tx *Tx) error {
+		for i := range 260 {
+			src, recv := "a", int64(1000)
+			switch {
+			case i < 5: // earlier, from another source
+				src, recv = "b", int64(900+i)
+			case i >= 255: // later, from another source
+				src, recv = "b", int64(1100)
+			}
+			m := msg(recv, src, "DATA")
+			if err := tx.AppendMessage(m); err != nil {
+				return err
+			}
+			if m.Seq != uint64(i+1) {
+				t.Fatalf("message %d numbered %d, want %d", i, m.Seq, i+1)
+			}
+		}
+		return nil
+	})
+	page := func(t *testing.T, q Query) ([]Message, bool) {
+		t.Helper()
+		var got []Message
+		var more bool
+		err := s.View(func(tx *Tx) error {
+			var err error
+			got, more, err = tx.Messages(q)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got, more
+	}
+	tests := []struct {
+		name  string
+		q     Query
+		pages [][2]uint64 // first and last seq of each page
+	}{
+		{"by source", Query{Source: "a", Limit: 100}, [][2]uint64{{6, 105}, {106, 205}, {206, 255}}},
+		{"by type", Query{Type: "DATA", Since: 1000, Limit: 100}, [][2]uint64{{6, 105}, {106, 205}, {206, 260}}},
+		{"all, since in the millisecond", Query{Since: 1000, Limit: 100}, [][2]uint64{{6, 105}, {106, 205}, {206, 260}}},
+		{"all from the start", Query{Limit: 100}, [][2]uint64{{1, 100}, {101, 200}, {201, 260}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := tt.q
+			var all []uint64
+			for i, want := range tt.pages {
+				got, more := page(t, q)
+				if len(got) == 0 || got[0].Seq != want[0] || got[len(got)-1].Seq != want[1] || more != (i < len(tt.pages)-1) {
+					t.Fatalf("page %d after %d: %v more=%v, want %d..%d", i+1, q.After, seqs(got), more, want[0], want[1])
+				}
+				all = append(all, seqs(got)...)
+				q.After = got[len(got)-1].Seq
+			}
+			for i := 1; i < len(all); i++ {
+				if all[i] != all[i-1]+1 {
+					t.Fatalf("seq %d follows %d: a message was skipped or repeated", all[i], all[i-1])
+				}
+			}
+			if got, more := page(t, q); len(got) != 0 || more {
+				t.Fatalf("after the last page: %v more=%v", seqs(got), more)
+			}
+		})
+	}
+	t.Run("newest, above a cursor", func(t *testing.T) {
+		got, more := page(t, Query{Source: "a", After: 250, Newest: true, Limit: 3})
+		if !reflect.DeepEqual(seqs(got), []uint64{253, 254, 255}) || !more {
+			t.Fatalf("got %v more=%v", seqs(got), more)
+		}
+		got, more = page(t, Query{Source: "a", After: 252, Newest: true, Limit: 3})
+		if !reflect.DeepEqual(seqs(got), []uint64{253, 254, 255}) || more {
+			t.Fatalf("got %v more=%v", seqs(got), more)
+		}
+	})
+	t.Run("since later than the cursor", func(t *testing.T) {
+		got, _ := page(t, Query{After: 3, Since: 1100, Limit: 100})
+		if !reflect.DeepEqual(seqs(got), []uint64{256, 257, 258, 259, 260}) {
+			t.Fatalf("got %v", seqs(got))
+		}
+	})
+	t.Run("cursor ahead", func(t *testing.T) {
+		err := s.View(func(tx *Tx) error {
+			_, _, err := tx.Messages(Query{After: 261, Limit: 1})
+			return err
+		})
+		if !errors.Is(err, ErrCursorAhead) || err.Error() != "query messages after 261: cursor is beyond the newest message (seq 260)" {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("cursor at a pruned message", func(t *testing.T) {
+		update(t, s, func(tx *Tx) error {
+			_, err := tx.PruneMessages(0, 250, 100) // deletes 1..10
+			return err
+		})
+		got, more := page(t, Query{After: 4, Limit: 3})
+		if !reflect.DeepEqual(seqs(got), []uint64{11, 12, 13}) || !more {
+			t.Fatalf("got %v more=%v", seqs(got), more)
+		}
+	})
+}
+
+// TestMessagesAfterEveryCursor checks the binary search on receive times:
+// for every cursor, the messages after it are exactly those numbered above.
+func TestMessagesAfterEveryCursor(t *testing.T) {
+	s, _ := openTest(t)
+	recv := []int64{3, 3, 3, 7, 8, 8, 20, 20, 20, 20, 21, 1000, 1000, 5000, 5001, 5001}
+	update(t, s, func(tx *Tx) error {
+		for i, r := range recv {
+			if err := tx.AppendMessage(msg(r, []string{"a", "b"}[i%2], "DATA")); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	s.View(func(tx *Tx) error {
+		for after := uint64(0); after <= uint64(len(recv)); after++ {
+			for _, src := range []string{"", "a", "b"} {
+				got, more, err := tx.Messages(Query{Source: src, After: after, Limit: 100})
+				var want []uint64
+				for seq := after + 1; seq <= uint64(len(recv)); seq++ {
+					if src == "" || src == []string{"a", "b"}[(seq-1)%2] {
+						want = append(want, seq)
+					}
+				}
+				if err != nil || more || !reflect.DeepEqual(seqs(got), want) {
+					t.Errorf("source %q after %d: %v more=%v err=%v, want %v", src, after, seqs(got), more, err, want)
+				}
+			}
+		}
+		return nil
+	})
 }
 
 func TestDedup(t *testing.T) {

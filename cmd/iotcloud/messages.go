@@ -16,22 +16,26 @@ import (
 func messagesCommand() *command {
 	var (
 		device, typ, since string
+		after              uint64
 		limit              int
 		follow             bool
 		interval           time.Duration
 	)
 	return &command{
-		name: "messages", flags: "[--device ID] [--type TYPE] [--since WHEN] [--limit N] [--follow]", conn: true,
+		name: "messages", flags: "[--device ID] [--type TYPE] [--since WHEN] [--after SEQ] [--limit N] [--follow]", conn: true,
 		summary: "Show the messages devices sent",
 		help: `
---since takes a duration back from now (10m, 2h), an RFC 3339 time
-(2026-01-02T15:04:05Z) or epoch milliseconds. With --follow, messages are
-printed as they arrive until Ctrl-C; with --json each message is then one JSON
-line.`,
+Without --since or --after it shows the newest messages; with them, the oldest
+from there. --since takes a duration back from now (10m, 2h), an RFC 3339 time
+(2026-01-02T15:04:05Z) or epoch milliseconds. --after takes a message's
+sequence number (its "seq" in --json output) and shows the messages stored
+after it. With --follow, messages are printed as they arrive until Ctrl-C,
+each once; with --json each message is then one JSON line.`,
 		setup: func(fs *flag.FlagSet) func(context.Context, *Main, *call) error {
 			fs.StringVar(&device, "device", "", "only messages from this endpoint `ID`")
 			fs.StringVar(&typ, "type", "", "only messages of this `TYPE`: DATA, ALERT, RESPONSE, RESOURCES_REPORT")
 			fs.StringVar(&since, "since", "", "only messages received since `WHEN`")
+			fs.Uint64Var(&after, "after", 0, "only messages stored after the one numbered `SEQ`")
 			fs.IntVar(&limit, "limit", 0, "at most `N` messages per page (default: the cloud's)")
 			fs.BoolVar(&follow, "follow", false, "keep printing new messages until interrupted")
 			fs.DurationVar(&interval, "interval", time.Second, "with --follow, how often to ask for new messages (a `DURATION`)")
@@ -39,7 +43,12 @@ line.`,
 				if err := c.wantArgs(0, 0); err != nil {
 					return err
 				}
-				q := client.MessageQuery{Source: device, Type: strings.ToUpper(typ), Limit: limit}
+				q := client.MessageQuery{Source: device, Type: strings.ToUpper(typ), After: after, Limit: limit}
+				fs.Visit(func(f *flag.Flag) {
+					if f.Name == "after" {
+						q.Oldest = true // --after 0 too: from the first message
+					}
+				})
 				if limit < 0 {
 					return usagef(c.cmd.name, "--limit %d: expected a positive number", limit)
 				}
@@ -71,7 +80,10 @@ line.`,
 					for _, msg := range list.Items {
 						printMessage(m, msg)
 					}
-					if list.HasMore {
+					switch {
+					case list.HasMore && (q.Since != 0 || q.Oldest):
+						fmt.Fprintf(m.stderr, "(more messages: continue with --after %d)\n", list.Next)
+					case list.HasMore:
 						fmt.Fprintf(m.stderr, "(more messages: narrow with --since or --device, or raise --limit)\n")
 					}
 					return nil
@@ -83,18 +95,18 @@ line.`,
 }
 
 // followMessages polls for new messages until ctx ends (then it returns nil).
-// Messages received in the same millisecond as the last one printed are
-// remembered, so a page boundary neither repeats nor loses them whether the
-// server's "since" is inclusive or not.
+// The first call is q as given (the newest messages, or the oldest from
+// --since or --after); every later one continues from the cloud's cursor
+// (after=next), so each message is printed once, however many share a
+// millisecond.
 func followMessages(ctx context.Context, m *Main, c *call, cl *client.Client, q client.MessageQuery, interval time.Duration) error {
 	if !c.json {
 		printMessageHeader(m)
 	}
-	seenAtLast := map[string]bool{}
-	var last int64
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
+		forward := q.Since != 0 || q.After != 0 || q.Oldest // hasMore means later pages
 		list, err := cl.Messages(ctx, q)
 		if ctx.Err() != nil {
 			return nil
@@ -103,15 +115,6 @@ func followMessages(ctx context.Context, m *Main, c *call, cl *client.Client, q 
 			return explain(cl, err)
 		}
 		for _, msg := range list.Items {
-			key := string(msg.Message)
-			if msg.Received < last || msg.Received == last && seenAtLast[key] {
-				continue
-			}
-			if msg.Received > last {
-				last = msg.Received
-				clear(seenAtLast)
-			}
-			seenAtLast[key] = true
 			if c.json {
 				b, _ := json.Marshal(msg)
 				fmt.Fprintf(m.stdout, "%s\n", b)
@@ -119,10 +122,9 @@ func followMessages(ctx context.Context, m *Main, c *call, cl *client.Client, q 
 				printMessage(m, msg)
 			}
 		}
-		if last > 0 {
-			q.Since = last
-		}
-		if list.HasMore && len(list.Items) > 0 {
+		prev := q.After
+		q.After, q.Oldest = list.Next, true
+		if forward && list.HasMore && list.Next > prev {
 			continue // the next page at once
 		}
 		select {

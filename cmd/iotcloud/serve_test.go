@@ -5,16 +5,19 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/iotnode/iotnode/cloud/api"
 	"github.com/iotnode/iotnode/cloud/launch"
 )
 
@@ -206,6 +209,85 @@ func TestMessagesFollow(t *testing.T) {
 				t.Errorf("line %d lacks %s: %s", i+1, w, l)
 			}
 		}
+	}
+}
+
+// TestMessagesFollowPages follows with --limit 10 while a device sends
+// batches of 35 and 25 messages (each batch is received in one millisecond):
+// the pages break inside a millisecond and every message is printed once, in
+// the order sent. Without --json, then --after shows where to continue.
+func TestMessagesFollowPages(t *testing.T) {
+	inst := startCloud(t)
+	c := newCLI(t, inst)
+	c.ok("model", "add", filepath.Join(modelsDir, "humidity_sensor.json"))
+	dev := registerAndActivate(t, inst, c, humidityURN)
+	batch := func(from, n int) {
+		var msgs []map[string]any
+		for h := from; h < from+n; h++ {
+			msgs = append(msgs, map[string]any{"type": "DATA", "payload": map[string]any{"format": humidityURN + ":attributes", "data": map[string]any{"humidity": h}}})
+		}
+		dev.post(msgs...)
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	m := NewMain()
+	m.Getenv = func(k string) string { return c.env[k] }
+	out, errOut := &syncBuffer{}, &syncBuffer{}
+	code := make(chan int, 1)
+	go func() { // waited for below
+		code <- m.Run(ctx, []string{"messages", "--device", dev.endpoint, "--after", "0", "--limit", "10", "--follow", "--interval", "20ms", "--json"}, out, errOut)
+	}()
+	waitFor := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for strings.Count(out.String(), "\n") < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("after 10 s, %d lines, want %d:\n%s\nstderr: %s", strings.Count(out.String(), "\n"), n, out, errOut)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	batch(0, 35)
+	waitFor(35)
+	batch(35, 25)
+	waitFor(60)
+	time.Sleep(100 * time.Millisecond) // a few more polls: nothing may be repeated
+	cancel()
+	if c := <-code; c != 0 {
+		t.Fatalf("messages --follow exited %d after Ctrl-C, want 0; stderr %s", c, errOut)
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 60 {
+		t.Fatalf("follow printed %d lines, want the 60 messages once each:\n%s", len(lines), out)
+	}
+	var got []api.Message
+	for i, l := range lines {
+		var msg api.Message
+		var wire struct {
+			Payload struct{ Data struct{ Humidity int } }
+		}
+		if err := json.Unmarshal([]byte(l), &msg); err != nil || json.Unmarshal(msg.Message, &wire) != nil {
+			t.Fatalf("line %d: %v: %s", i+1, err, l)
+		}
+		if wire.Payload.Data.Humidity != i {
+			t.Fatalf("line %d has humidity %d, want %d (in the order sent):\n%s", i+1, wire.Payload.Data.Humidity, i, out)
+		}
+		if i > 0 && msg.Seq != got[i-1].Seq+1 {
+			t.Fatalf("line %d has seq %d after %d", i+1, msg.Seq, got[i-1].Seq)
+		}
+		got = append(got, msg)
+	}
+	for _, span := range [][2]int{{0, 35}, {35, 60}} { // the premise: one millisecond per batch
+		if first, last := got[span[0]].Received, got[span[1]-1].Received; first != last {
+			t.Fatalf("batch %v received from %d to %d, want one millisecond", span, first, last)
+		}
+	}
+
+	stdout, stderr, exit := c.run("messages", "--device", dev.endpoint, "--after", strconv.FormatUint(got[9].Seq, 10), "--limit", "20")
+	wantHint := fmt.Sprintf("(more messages: continue with --after %d)\n", got[29].Seq)
+	if exit != 0 || strings.Count(stdout, "\n") != 21 || !strings.Contains(stdout, `{"humidity":10}`) || !strings.Contains(stdout, `{"humidity":29}`) || stderr != wantHint {
+		t.Fatalf("messages --after: exit %d\nstdout:\n%s\nstderr %q, want 20 messages (humidity 10..29) and %q", exit, stdout, stderr, wantHint)
 	}
 }
 

@@ -597,25 +597,18 @@ func (m *Main) printDemoSummary(ctx context.Context, out *printer, cl *client.Cl
 // through the enterprise API (oldest first) and counting each clientId once.
 func countMessages(ctx context.Context, cl *client.Client, endpoint string, since int64) (int, error) {
 	seen := map[string]bool{}
-	for {
-		page, err := cl.Messages(ctx, client.MessageQuery{Source: endpoint, Since: since, Limit: 1000})
+	for msg, err := range cl.AllMessages(ctx, client.MessageQuery{Source: endpoint, Since: since, Limit: 1000}) {
 		if err != nil {
 			return len(seen), err
 		}
-		before := len(seen)
-		for _, msg := range page.Items {
-			var env struct {
-				ClientID string `json:"clientId"`
-			}
-			if json.Unmarshal(msg.Message, &env) == nil && env.ClientID != "" {
-				seen[env.ClientID] = true
-			}
-			since = max(since, msg.Received)
+		var env struct {
+			ClientID string `json:"clientId"`
 		}
-		if !page.HasMore || len(seen) == before {
-			return len(seen), nil
+		if json.Unmarshal(msg.Message, &env) == nil && env.ClientID != "" {
+			seen[env.ClientID] = true
 		}
 	}
+	return len(seen), nil
 }
 
 // printer writes the demo's output: a status line that is redrawn in place

@@ -15,7 +15,7 @@
 //     "<file>.oracle.bak");
 //   - the local device model store, fsstore.NewModelStore, in
 //     DATADIR/models (WithModelStore changes it);
-//   - the durable outbox, fsstore.OpenOutbox, in DATADIR/outbox.db:
+//   - the durable outbox, fsstore.OpenOutbox, in DATADIR/outbox:
 //     GUARANTEED_DELIVERY messages survive a crash or a restart;
 //   - the HTTPS transport, adapters/http, which trusts only the trust anchors
 //     of the provisioning file (the system pool when it has none).

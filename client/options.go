@@ -15,8 +15,8 @@ const DataDirSuffix = ".d"
 
 // Files and directories inside the data directory.
 const (
-	OutboxFile = "outbox.db" // the durable outbox (fsstore.OpenOutbox)
-	ModelsDir  = "models"    // the device model store, unless WithModelStore
+	OutboxFile = "outbox" // the durable outbox directory (fsstore.OpenOutbox)
+	ModelsDir  = "models" // the device model store, unless WithModelStore
 )
 
 // options are the settings that Options change.

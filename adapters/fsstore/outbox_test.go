@@ -2,20 +2,19 @@ package fsstore
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/iotnode/iotnode/domain/message"
+	"github.com/iotnode/iotnode/internal/faultfs"
 	"github.com/iotnode/iotnode/ports"
 	"github.com/iotnode/iotnode/ports/porttest"
 )
@@ -109,18 +108,21 @@ func drain(t *testing.T, o *Outbox) string {
 }
 
 func TestOutboxConformance(t *testing.T) {
-	for _, noSync := range []bool{true, false} {
-		t.Run(fmt.Sprint("nosync=", noSync), func(t *testing.T) {
+	for _, tt := range []struct {
+		fs     string
+		noSync bool
+	}{{"os", true}, {"os", false}, {"fault", false}} {
+		t.Run(fmt.Sprintf("%s/nosync=%v", tt.fs, tt.noSync), func(t *testing.T) {
 			porttest.Outbox(t, func(t *testing.T, maxBytes int) ports.Outbox {
-				return openOutbox(t, filepath.Join(t.TempDir(), "outbox.db"),
-					OutboxOptions{MaxBytes: int64(maxBytes), MaxMemoryBytes: maxBytes, NoSync: noSync})
+				fsys, path := testFS(t, tt.fs)
+				return openOutbox(t, path, OutboxOptions{MaxBytes: int64(maxBytes), MaxMemoryBytes: maxBytes, NoSync: tt.noSync, FS: fsys})
 			})
 		})
 	}
 }
 
 func TestOutboxReopen(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "data", "outbox.db")
+	path := filepath.Join(t.TempDir(), "data", "outbox")
 	o, err := OpenOutbox(path, OutboxOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -139,8 +141,11 @@ func TestOutboxReopen(t *testing.T) {
 		t.Fatalf("second batch = %s", got)
 	}
 	gHeld := sizeOf(msg("g1", low, g), msg("g3", low, g), msg("g4", medium, g), msg("g5", low, g))
+	// The log: a header, five message records, one acknowledgement of g2.
+	disk := int64(len(appendHeaderFrame(nil, 0))) + 5*recordOverhead + gHeld + sizeOf(msg("g2", highest, g)) +
+		int64(len(appendAckFrame(nil, []uint64{3})))
 	want := OutboxStats{Queued: 6, QueuedBytes: gHeld + sizeOf(msg("b1", low, be), msg("n1", highest, ng)),
-		Guaranteed: 4, GuaranteedBytes: gHeld, InFlight: 2, Commits: 2}
+		Guaranteed: 4, GuaranteedBytes: gHeld, InFlight: 2, Commits: 3, DiskBytes: disk}
 	if st := o.Stats(); st != want {
 		t.Fatalf("stats = %+v, want %+v", st, want)
 	}
@@ -150,12 +155,27 @@ func TestOutboxReopen(t *testing.T) {
 	if err := o.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("outbox file: %v, %v; want mode 0600", fi, err)
+	files, err := os.ReadDir(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listing []string
+	for _, f := range files {
+		fi, err := f.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		listing = append(listing, fmt.Sprintf("%s %04o", f.Name(), fi.Mode().Perm()))
+	}
+	if got, want := strings.Join(listing, ", "), "LOCK 0600, RESERVE 0600, seg-0000000000000001.wal 0600"; got != want {
+		t.Fatalf("outbox directory: %s; want %s", got, want)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("outbox directory: %v, %v; want mode 0700", fi, err)
 	}
 
 	o2 := openOutbox(t, path, OutboxOptions{})
-	want = OutboxStats{Queued: 4, QueuedBytes: gHeld, Guaranteed: 4, GuaranteedBytes: gHeld}
+	want = OutboxStats{Queued: 4, QueuedBytes: gHeld, Guaranteed: 4, GuaranteedBytes: gHeld, DiskBytes: disk}
 	if st := o2.Stats(); st != want {
 		t.Fatalf("stats after reopen = %+v, want %+v", st, want)
 	}
@@ -169,10 +189,13 @@ func TestOutboxReopen(t *testing.T) {
 	if got := drain(t, o2); got != "g6 g7" {
 		t.Fatalf("after more adds = %s", got)
 	}
+	if n := o2.lastSeq.Load(); n != 9 {
+		t.Fatalf("last sequence number = %d, want 9 (7 before the reopen, then 2)", n)
+	}
 }
 
 func TestOutboxOrder(t *testing.T) {
-	o := openOutbox(t, filepath.Join(t.TempDir(), "outbox.db"), OutboxOptions{NoSync: true})
+	o := openOutbox(t, filepath.Join(t.TempDir(), "outbox"), OutboxOptions{NoSync: true})
 	for i := range 6 {
 		r := g
 		if i%2 == 1 {
@@ -200,7 +223,7 @@ func TestOutboxOrder(t *testing.T) {
 }
 
 func TestOutboxMaxBytesStopsLowerPriorities(t *testing.T) {
-	o := openOutbox(t, filepath.Join(t.TempDir(), "outbox.db"), OutboxOptions{NoSync: true})
+	o := openOutbox(t, filepath.Join(t.TempDir(), "outbox"), OutboxOptions{NoSync: true})
 	big := msg("hb", highest, g)
 	big.Data.Fields = append(big.Data.Fields, message.Field{Name: "pad", Value: strings.Repeat("x", 200)})
 	add(t, o, msg("h1", highest, g), big, msg("l1", low, g))
@@ -215,7 +238,7 @@ func TestOutboxMaxBytesStopsLowerPriorities(t *testing.T) {
 func TestOutboxBounds(t *testing.T) {
 	ctx := t.Context()
 	t.Run("guaranteed back-pressure", func(t *testing.T) {
-		o := openOutbox(t, filepath.Join(t.TempDir(), "outbox.db"), OutboxOptions{MaxBytes: int64(3 * msgSize), NoSync: true})
+		o := openOutbox(t, filepath.Join(t.TempDir(), "outbox"), OutboxOptions{MaxBytes: int64(3 * msgSize), NoSync: true})
 		add(t, o, msg("g1", low, g), msg("g2", low, g))
 		_, err := o.Add(ctx, msg("g3", low, g), msg("g4", low, g), msg("b1", low, be))
 		want := fmt.Sprintf("outbox add: %d bytes of guaranteed messages do not fit: %d of %d bytes held: outbox full",
@@ -237,7 +260,7 @@ func TestOutboxBounds(t *testing.T) {
 		add(t, o, msg("g3", low, g), msg("g4", low, g), msg("g5", low, g)) // room again
 	})
 	t.Run("drop oldest of the lowest priority", func(t *testing.T) {
-		o := openOutbox(t, filepath.Join(t.TempDir(), "outbox.db"), OutboxOptions{MaxMemoryBytes: 3 * msgSize, NoSync: true})
+		o := openOutbox(t, filepath.Join(t.TempDir(), "outbox"), OutboxOptions{MaxMemoryBytes: 3 * msgSize, NoSync: true})
 		add(t, o, msg("h1", highest, be), msg("l1", low, be), msg("l2", low, ng))
 		b := begin(t, o, 1, 0) // h1 in flight: not droppable
 		if n := add(t, o, msg("m1", medium, be), msg("g1", low, g)); n != 1 {
@@ -262,7 +285,7 @@ func TestOutboxBounds(t *testing.T) {
 		}
 	})
 	t.Run("a message bigger than the memory bound", func(t *testing.T) {
-		o := openOutbox(t, filepath.Join(t.TempDir(), "outbox.db"), OutboxOptions{MaxMemoryBytes: 3 * msgSize, NoSync: true})
+		o := openOutbox(t, filepath.Join(t.TempDir(), "outbox"), OutboxOptions{MaxMemoryBytes: 3 * msgSize, NoSync: true})
 		add(t, o, msg("b1", low, be))
 		big := msg("big", low, be)
 		big.Data.Fields[0].Value = strings.Repeat("x", 3*msgSize)
@@ -274,7 +297,7 @@ func TestOutboxBounds(t *testing.T) {
 		}
 	})
 	t.Run("open batches are not dropped", func(t *testing.T) {
-		o := openOutbox(t, filepath.Join(t.TempDir(), "outbox.db"), OutboxOptions{MaxMemoryBytes: 2 * msgSize, NoSync: true})
+		o := openOutbox(t, filepath.Join(t.TempDir(), "outbox"), OutboxOptions{MaxMemoryBytes: 2 * msgSize, NoSync: true})
 		add(t, o, msg("b1", low, be), msg("b2", low, be))
 		b := begin(t, o, 2, 0)
 		if n := add(t, o, msg("b3", low, be)); n != 1 {
@@ -293,7 +316,7 @@ func TestOutboxBounds(t *testing.T) {
 }
 
 func TestOutboxErrors(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "outbox.db")
+	path := filepath.Join(t.TempDir(), "outbox")
 	o := openOutbox(t, path, OutboxOptions{NoSync: true})
 	add(t, o, msg("a", low, g))
 	b := begin(t, o, 1, 0)
@@ -368,38 +391,28 @@ func encodeErr(m message.Message) string {
 
 func TestOpenOutboxErrors(t *testing.T) {
 	dir := t.TempDir()
-	garbage := filepath.Join(dir, "garbage.db")
-	if err := os.WriteFile(garbage, []byte(strings.Repeat("not a bbolt file ", 1000)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	foreign := filepath.Join(dir, "foreign.db")
-	otherFormat := filepath.Join(dir, "other-format.db")
-	for path, fill := range map[string]func(tx *bolt.Tx) error{
-		foreign: func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("users")); return err },
-		otherFormat: func(tx *bolt.Tx) error {
-			b, err := tx.CreateBucket(metaBucket)
-			if err != nil {
-				return err
-			}
-			return b.Put(formatKey, []byte("iotnode-outbox/9"))
-		},
-	} {
-		db, err := bolt.Open(path, 0o600, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := db.Update(fill); err != nil {
-			t.Fatal(err)
-		}
-		if err := db.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
 	file := filepath.Join(dir, "file")
-	if err := os.WriteFile(file, nil, 0o600); err != nil {
+	if err := os.WriteFile(file, []byte("an old bbolt outbox, say"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	locked := filepath.Join(dir, "locked.db")
+	foreign := filepath.Join(dir, "foreign")
+	if err := os.MkdirAll(foreign, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(foreign, "users.db"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	otherFormat := filepath.Join(dir, "other-format")
+	if err := os.MkdirAll(otherFormat, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	header := appendHeaderFrame(nil, 0)
+	copy(header[frameHeaderSize+1:], "iotnode-outbox/9")
+	finishFrame(header, 0)
+	if err := os.WriteFile(filepath.Join(otherFormat, "seg-0000000000000001.wal"), header, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	locked := filepath.Join(dir, "locked")
 	openOutbox(t, locked, OutboxOptions{NoSync: true})
 
 	tests := []struct {
@@ -408,12 +421,14 @@ func TestOpenOutboxErrors(t *testing.T) {
 		opts OutboxOptions
 		want string
 	}{
-		{"negative MaxBytes", filepath.Join(dir, "a.db"), OutboxOptions{MaxBytes: -1}, "outbox $: MaxBytes -1: want 0 (default) or more"},
-		{"negative MaxMemoryBytes", filepath.Join(dir, "a.db"), OutboxOptions{MaxMemoryBytes: -1}, "outbox $: MaxMemoryBytes -1: want 0 (default) or more"},
-		{"not bbolt", garbage, OutboxOptions{}, "outbox $: not an outbox file, or damaged beyond repair (invalid database); move it away to start with an empty outbox"},
-		{"another bbolt file", foreign, OutboxOptions{}, `outbox $: outbox $: a bbolt file of something else (no "meta" bucket); want an outbox file`},
-		{"other format", otherFormat, OutboxOptions{}, `outbox $: outbox $: format "iotnode-outbox/9": want "iotnode-outbox/1"`},
-		{"directory below a file", filepath.Join(file, "o.db"), OutboxOptions{}, "outbox $: create its directory: not a directory"},
+		{"negative MaxBytes", filepath.Join(dir, "a"), OutboxOptions{MaxBytes: -1}, "outbox $: MaxBytes -1: want 0 (default) or more"},
+		{"negative MaxMemoryBytes", filepath.Join(dir, "a"), OutboxOptions{MaxMemoryBytes: -1}, "outbox $: MaxMemoryBytes -1: want 0 (default) or more"},
+		{"a file", file, OutboxOptions{},
+			"outbox $: a file, not a directory (an outbox of an older iotnode, in bbolt format?); move it away to start with an empty outbox"},
+		{"directory below a file", filepath.Join(file, "o"), OutboxOptions{}, "outbox $: create its directory: not a directory"},
+		{"foreign file", foreign, OutboxOptions{},
+			`outbox $: holds "users.db", which is not an outbox file; want a directory of the outbox's own files (seg-*.wal, LOCK, RESERVE)`},
+		{"other format", otherFormat, OutboxOptions{}, `outbox $: seg-0000000000000001.wal: format "iotnode-outbox/9": want "iotnode-outbox/2"`},
 		{"locked by another opener", locked, OutboxOptions{}, "outbox $: another process has it open (waited 1s for its lock)"},
 	}
 	for _, tt := range tests {
@@ -426,148 +441,240 @@ func TestOpenOutboxErrors(t *testing.T) {
 	}
 }
 
-// record returns a valid record for m.
-func record(t *testing.T, m message.Message) []byte {
+// frameOffsets returns the offsets of the valid frames of a segment.
+func frameOffsets(data []byte) []int {
+	var offs []int
+	scanFrames(data, func(off int, _ []byte) { offs = append(offs, off) })
+	return offs
+}
+
+// messageFrame returns a valid message frame of m with sequence number seq.
+func messageFrame(t *testing.T, m message.Message, seq uint64) []byte {
 	t.Helper()
 	body, err := message.AppendJSON(nil, &m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := []byte{recordVersion, 0, 0, 0, 0}
-	binary.BigEndian.PutUint32(rec[1:], crc32.Checksum(body, castagnoli))
-	return append(rec, body...)
+	return appendMessageFrame(nil, m.Priority, seq, body)
 }
 
-func key(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
+// replaceFrame returns data with frame i replaced by frame.
+func replaceFrame(data []byte, i int, frame []byte) []byte {
+	offs := append(frameOffsets(data), len(data))
+	out := slices.Clone(data[:offs[i]])
+	out = append(out, frame...)
+	return append(out, data[offs[i+1]:]...)
+}
 
 func TestOutboxCorruptRecords(t *testing.T) {
-	// Each case adds g1 g2 g3 (seq 1..3, priority LOW), then damages the
-	// store directly before reopening it.
+	// Each case adds g1 g2 g3 (seq 1..3, priority LOW: frames 1..3 after
+	// the header, frame 0), then damages the segment before reopening.
 	tests := []struct {
 		name        string
-		damage      func(t *testing.T, b *bolt.Bucket)
+		damage      func(t *testing.T, data []byte) []byte
 		openCorrupt int64  // counted by OpenOutbox
+		openTorn    int64  // counted by OpenOutbox
 		openHeld    int64  // Stats().Guaranteed after OpenOutbox
 		want        string // what Begin hands out after reopening
 		corrupt     int64  // counted in the end
 	}{
-		{name: "flipped body byte", damage: func(t *testing.T, b *bolt.Bucket) {
-			v := append([]byte(nil), b.Get(key(2))...)
-			v[len(v)-3] ^= 1
-			put(t, b, key(2), v)
+		{name: "flipped body byte", damage: func(t *testing.T, d []byte) []byte {
+			d[frameOffsets(d)[3]-3] ^= 1 // in g2's JSON
+			return d
 		}, openCorrupt: 1, openHeld: 2, want: "g1 g3", corrupt: 1},
-		{name: "flipped checksum", damage: func(t *testing.T, b *bolt.Bucket) {
-			v := append([]byte(nil), b.Get(key(1))...)
-			v[2] ^= 0x80
-			put(t, b, key(1), v)
+		{name: "flipped header checksum", damage: func(t *testing.T, d []byte) []byte {
+			d[frameOffsets(d)[1]+9] ^= 0x80
+			return d
 		}, openCorrupt: 1, openHeld: 2, want: "g2 g3", corrupt: 1},
-		{name: "torn record", damage: func(t *testing.T, b *bolt.Bucket) {
-			put(t, b, key(3), b.Get(key(3))[:3])
-		}, openCorrupt: 1, openHeld: 2, want: "g1 g2", corrupt: 1},
-		{name: "unknown version", damage: func(t *testing.T, b *bolt.Bucket) {
-			v := append([]byte(nil), b.Get(key(2))...)
-			v[0] = 7
-			put(t, b, key(2), v)
+		{name: "length made huge", damage: func(t *testing.T, d []byte) []byte {
+			d[frameOffsets(d)[2]+3] = 0x7f
+			return d
 		}, openCorrupt: 1, openHeld: 2, want: "g1 g3", corrupt: 1},
-		{name: "bad key", damage: func(t *testing.T, b *bolt.Bucket) {
-			put(t, b, []byte("k"), record(t, msg("kk", low, g)))
+		{name: "garbage between records", damage: func(t *testing.T, d []byte) []byte {
+			at := frameOffsets(d)[2]
+			return slices.Concat(d[:at], []byte(strings.Repeat("garbage!", 9)), d[at:])
 		}, openCorrupt: 1, openHeld: 3, want: "g1 g2 g3", corrupt: 1},
-		{name: "checksum fine, json not", damage: func(t *testing.T, b *bolt.Bucket) {
-			body := []byte(`{"clientId":`)
-			rec := []byte{recordVersion, 0, 0, 0, 0}
-			binary.BigEndian.PutUint32(rec[1:], crc32.Checksum(body, castagnoli))
-			put(t, b, key(2), append(rec, body...))
+		{name: "damaged segment header", damage: func(t *testing.T, d []byte) []byte {
+			d[frameHeaderSize+2] ^= 1
+			return d
+		}, openCorrupt: 1, openHeld: 3, want: "g1 g2 g3", corrupt: 1},
+		{name: "damaged last record", damage: func(t *testing.T, d []byte) []byte {
+			d[len(d)-2] ^= 1
+			return d
+		}, openCorrupt: 1, openHeld: 2, want: "g1 g2", corrupt: 1},
+		{name: "torn last record", damage: func(t *testing.T, d []byte) []byte {
+			return d[:frameOffsets(d)[3]+20]
+		}, openTorn: 1, openHeld: 2, want: "g1 g2"},
+		{name: "torn in the frame header", damage: func(t *testing.T, d []byte) []byte {
+			return d[:frameOffsets(d)[3]+5]
+		}, openTorn: 1, openHeld: 2, want: "g1 g2"},
+		{name: "zeros after the end", damage: func(t *testing.T, d []byte) []byte {
+			return append(d, make([]byte, 100)...)
+		}, openTorn: 1, openHeld: 3, want: "g1 g2 g3"},
+		{name: "unknown record kind", damage: func(t *testing.T, d []byte) []byte {
+			f, start := startFrame(nil)
+			f = append(f, "Zzz"...)
+			finishFrame(f, start)
+			return replaceFrame(d, 2, f)
+		}, openCorrupt: 1, openHeld: 2, want: "g1 g3", corrupt: 1},
+		{name: "checksum fine, json not", damage: func(t *testing.T, d []byte) []byte {
+			f, start := startFrame(nil)
+			f = append(f, kindMessage, byte(low), 2, 0, 0, 0, 0, 0, 0, 0)
+			f = append(f, `{"clientId":`...)
+			finishFrame(f, start)
+			return replaceFrame(d, 2, f)
 		}, openHeld: 3, want: "g1 g3", corrupt: 1},
-		{name: "not a guaranteed message", damage: func(t *testing.T, b *bolt.Bucket) {
-			put(t, b, key(2), record(t, msg("b2", low, be)))
+		{name: "not a guaranteed message", damage: func(t *testing.T, d []byte) []byte {
+			return replaceFrame(d, 2, messageFrame(t, msg("b2", low, be), 2))
 		}, openHeld: 3, want: "g1 g3", corrupt: 1},
+		{name: "record of another number", damage: func(t *testing.T, d []byte) []byte {
+			return replaceFrame(d, 2, messageFrame(t, msg("g9", low, g), 9))
+		}, openHeld: 3, want: "g1 g3 g9"},
+		{name: "priority out of range", damage: func(t *testing.T, d []byte) []byte {
+			f := messageFrame(t, msg("g2", low, g), 2)
+			f[frameHeaderSize+1] = 9
+			finishFrame(f, 0)
+			return replaceFrame(d, 2, f)
+		}, openCorrupt: 1, openHeld: 2, want: "g1 g3", corrupt: 1},
+	}
+	for _, fsName := range []string{"os", "fault"} {
+		for _, tt := range tests {
+			t.Run(fsName+"/"+tt.name, func(t *testing.T) {
+				fsys, path := testFS(t, fsName)
+				opts := OutboxOptions{NoSync: fsName == "os", FS: fsys}
+				o, err := OpenOutbox(path, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				add(t, o, msg("g1", low, g), msg("g2", low, g), msg("g3", low, g))
+				if err := o.Close(); err != nil {
+					t.Fatal(err)
+				}
+				seg := filepath.Join(path, "seg-0000000000000001.wal")
+				data, err := readTestFile(fsys, seg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := writeTestFile(fsys, seg, tt.damage(t, data)); err != nil {
+					t.Fatal(err)
+				}
+
+				o = openOutbox(t, path, opts)
+				if st := o.Stats(); st.Corrupt != tt.openCorrupt || st.Torn != tt.openTorn || st.Guaranteed != tt.openHeld {
+					t.Fatalf("stats after open = %+v, want Corrupt %d, Torn %d, Guaranteed %d",
+						st, tt.openCorrupt, tt.openTorn, tt.openHeld)
+				}
+				if got := drain(t, o); got != tt.want {
+					t.Fatalf("Begin after the damage = %s, want %s", got, tt.want)
+				}
+				st := o.Stats()
+				if st.Corrupt != tt.corrupt || st.Queued != 0 || st.QueuedBytes != 0 || st.Guaranteed != 0 || st.GuaranteedBytes != 0 {
+					t.Fatalf("stats at the end = %+v, want Corrupt %d and nothing queued", st, tt.corrupt)
+				}
+				add(t, o, msg("g4", low, g))
+				if err := o.Close(); err != nil {
+					t.Fatal(err)
+				}
+				// The damage was cut off or compacted away: a third open
+				// finds nothing wrong, and only the new message.
+				o = openOutbox(t, path, opts)
+				if st := o.Stats(); st.Corrupt != 0 || st.Torn != 0 || st.Queued != 1 {
+					t.Fatalf("stats after the third open = %+v, want nothing damaged and 1 queued", st)
+				}
+				if got := drain(t, o); got != "g4" {
+					t.Fatalf("after the third open = %s, want g4", got)
+				}
+			})
+		}
+	}
+}
+
+func TestOutboxDiskErrors(t *testing.T) {
+	eio := syscall.EIO
+	seg1 := "seg-0000000000000001.wal"
+	tests := []struct {
+		name    string
+		fault   func(fsys *faultfs.FS)
+		call    func(o *Outbox, b ports.Batch) error
+		want    string
+		reopen  string // what a reopened outbox holds
+		corrupt int64
+	}{
+		{"add: fsync fails", func(fsys *faultfs.FS) { fsys.FailNext(faultfs.OpSync, 1, eio) },
+			func(o *Outbox, _ ports.Batch) error { _, err := o.Add(t.Context(), msg("g2", low, g)); return err },
+			"outbox add: write 1 guaranteed messages to $: fsync " + seg1 + ": input/output error", "g0 g1", 0},
+		{"add: fsync and the cut fail", func(fsys *faultfs.FS) {
+			fsys.FailNext(faultfs.OpSync, 1, eio)
+			fsys.FailNext(faultfs.OpTruncate, 1, eio)
+		},
+			func(o *Outbox, _ ports.Batch) error { _, err := o.Add(t.Context(), msg("g2", low, g)); return err },
+			"outbox add: write 1 guaranteed messages to $: fsync " + seg1 + ": input/output error", "g0 g1", 0},
+		{"add: write fails", func(fsys *faultfs.FS) { fsys.FailNext(faultfs.OpWrite, 1, eio) },
+			func(o *Outbox, _ ports.Batch) error { _, err := o.Add(t.Context(), msg("g2", low, g)); return err },
+			"outbox add: write 1 guaranteed messages to $: write " + seg1 + ": input/output error", "g0 g1", 0},
+		{"end: write fails", func(fsys *faultfs.FS) { fsys.FailNext(faultfs.OpWrite, 1, eio) },
+			func(o *Outbox, b ports.Batch) error { return o.End(b, []int{0}) },
+			"outbox end: batch 1: acknowledge 1 delivered messages in $: write " + seg1 + ": input/output error; every message of the batch stays queued",
+			"g0 g1", 0},
+		{"begin: read fails", func(fsys *faultfs.FS) { fsys.Crash() },
+			func(o *Outbox, _ ports.Batch) error { _, err := o.Begin(5, 0); return err },
+			"outbox begin: read $: " + seg1 + ": file system crashed", "g0 g1", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "outbox.db")
-			o, err := OpenOutbox(path, OutboxOptions{NoSync: true})
+			fsys := faultfs.New(faultfs.Options{})
+			path := "/data/outbox"
+			o, err := OpenOutbox(path, OutboxOptions{FS: faultFS{fsys}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			add(t, o, msg("g1", low, g), msg("g2", low, g), msg("g3", low, g))
-			if err := o.Close(); err != nil {
-				t.Fatal(err)
+			add(t, o, msg("g0", low, g), msg("b0", low, be))
+			add(t, o, msg("g1", low, g))
+			b := begin(t, o, 1, 0) // g0
+			before := o.Stats()
+			tt.fault(fsys)
+			if err := tt.call(o, b); errText(err) != strings.ReplaceAll(tt.want, "$", path) {
+				t.Fatalf("error:\n got %v\nwant %s", err, strings.ReplaceAll(tt.want, "$", path))
 			}
-			db, err := bolt.Open(path, 0o600, nil)
-			if err != nil {
-				t.Fatal(err)
+			after := o.Stats()
+			after.Commits, before.Commits = 0, 0
+			after.InFlight, before.InFlight = 0, 0   // a failed End puts its batch back
+			after.DiskBytes, before.DiskBytes = 0, 0 // a failed cut leaves the failed write on disk
+			if after != before {
+				t.Fatalf("stats after the failure = %+v, want %+v", after, before)
 			}
-			if err := db.Update(func(tx *bolt.Tx) error { tt.damage(t, tx.Bucket(priorityNames[low])); return nil }); err != nil {
-				t.Fatal(err)
+			if fsys.Crashed() {
+				fsys = fsys.Restart()
+			} else {
+				// The outbox recovers on its own: the next write works (and
+				// acknowledges what the failed one may have left on disk).
+				add(t, o, msg("g3", low, g))
+				_ = o.End(b, nil) // unless the failed End put g0 back already
+				if got := drain(t, o); got != "g0 b0 g1 g3" {
+					t.Fatalf("after the failure = %s, want g0 b0 g1 g3", got)
+				}
+				if err := o.Close(); err != nil {
+					t.Fatal(err)
+				}
+				// Nothing of it comes back after a power loss: the failed
+				// message never does.
+				fsys = fsys.Restart()
+				o2 := openOutbox(t, path, OutboxOptions{FS: faultFS{fsys}})
+				if got := drain(t, o2); got != "" {
+					t.Fatalf("after a crash = %q, want nothing", got)
+				}
+				return
 			}
-			if err := db.Close(); err != nil {
-				t.Fatal(err)
-			}
-
-			o = openOutbox(t, path, OutboxOptions{NoSync: true})
-			if st := o.Stats(); st.Corrupt != tt.openCorrupt || st.Guaranteed != tt.openHeld {
-				t.Fatalf("stats after open = %+v, want Corrupt %d, Guaranteed %d", st, tt.openCorrupt, tt.openHeld)
-			}
-			if got := drain(t, o); got != tt.want {
-				t.Fatalf("Begin after the damage = %s, want %s", got, tt.want)
-			}
-			st := o.Stats()
-			if st.Corrupt != tt.corrupt || st.Queued != 0 || st.QueuedBytes != 0 || st.Guaranteed != 0 || st.GuaranteedBytes != 0 {
-				t.Fatalf("stats at the end = %+v, want Corrupt %d and nothing queued", st, tt.corrupt)
-			}
-			if err := o.Close(); err != nil {
-				t.Fatal(err)
-			}
-			// The corrupt record was deleted: a third open finds nothing.
-			o = openOutbox(t, path, OutboxOptions{NoSync: true})
-			if st := o.Stats(); st.Corrupt != 0 || st.Queued != 0 {
-				t.Fatalf("stats after the third open = %+v, want all zero", st)
+			o2 := openOutbox(t, path, OutboxOptions{FS: faultFS{fsys}})
+			if got := drain(t, o2); got != tt.reopen || o2.Stats().Corrupt != tt.corrupt {
+				t.Fatalf("after a crash = %q (stats %+v), want %s", got, o2.Stats(), tt.reopen)
 			}
 		})
 	}
 }
 
-func put(t *testing.T, b *bolt.Bucket, k, v []byte) {
-	t.Helper()
-	if err := b.Put(k, v); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func TestOutboxDiskErrors(t *testing.T) {
-	// Closing the database under the outbox makes every transaction fail.
-	o, err := OpenOutbox(filepath.Join(t.TempDir(), "outbox.db"), OutboxOptions{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	add(t, o, msg("g1", low, g), msg("b1", low, be))
-	b := begin(t, o, 1, 0)
-	if err := o.db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	want := "outbox end: batch 1: delete 1 delivered messages from " + o.path + ": database not open; every message of the batch stays queued"
-	if err := o.End(b, []int{0}); errText(err) != want {
-		t.Fatalf("End = %v, want %s", err, want)
-	}
-	if _, err := o.Add(t.Context(), msg("g2", low, g)); errText(err) != "outbox add: write 1 guaranteed messages to "+o.path+": database not open" {
-		t.Fatalf("Add = %v", err)
-	}
-	if _, err := o.Begin(5, 0); errText(err) != "outbox begin: read "+o.path+": database not open" {
-		t.Fatalf("Begin = %v", err)
-	}
-	want2 := OutboxStats{Queued: 2, QueuedBytes: sizeOf(msg("g1", low, g), msg("b1", low, be)),
-		Guaranteed: 1, GuaranteedBytes: sizeOf(msg("g1", low, g)), Commits: 2}
-	if st := o.Stats(); st != want2 {
-		t.Fatalf("stats = %+v, want %+v", st, want2)
-	}
-	// The best-effort message is still held in memory, in order.
-	if l := o.lanes[low]; len(l.back) != 1 || l.back[0].msg.ClientID != "g1" || len(l.mem) != 1 {
-		t.Fatalf("lane = %+v", l)
-	}
-}
-
 func TestOutboxGroupCommit(t *testing.T) {
-	o := openOutbox(t, filepath.Join(t.TempDir(), "outbox.db"), OutboxOptions{}) // real fsync
+	o := openOutbox(t, filepath.Join(t.TempDir(), "outbox"), OutboxOptions{}) // real fsync
 	const callers, each = 16, 20
 	var wg sync.WaitGroup
 	for c := range callers {
@@ -603,7 +710,7 @@ func TestOutboxConcurrentStress(t *testing.T) {
 	// Producers add mixed messages while consumers take batches and deliver
 	// some of each: every guaranteed message is delivered exactly once, and
 	// every best-effort one is delivered once or counted as dropped.
-	o := openOutbox(t, filepath.Join(t.TempDir(), "outbox.db"), OutboxOptions{MaxMemoryBytes: 4 * msgSize, NoSync: true})
+	o := openOutbox(t, filepath.Join(t.TempDir(), "outbox"), OutboxOptions{MaxMemoryBytes: 4 * msgSize, NoSync: true})
 	const producers, each = 4, 150
 	var mu sync.Mutex
 	delivered := map[string]int{}

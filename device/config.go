@@ -94,6 +94,7 @@ const (
 	DefaultAuthPause                = time.Minute
 	DefaultOutboxBytes              = 1 << 20
 	DefaultCallbackQueue            = 64
+	DefaultAttributeHandlerTimeout  = 30 * time.Second
 )
 
 // minPollingInterval is the floor the cloud may set the polling interval to
@@ -117,6 +118,7 @@ type settings struct {
 	authPause         time.Duration
 	outboxBytes       int
 	callbackQueue     int
+	handlerTimeout    time.Duration
 	dataQoS           virtual.QoS
 	alertQoS          virtual.QoS
 
@@ -142,6 +144,7 @@ func defaultSettings() settings {
 		authPause:         DefaultAuthPause,
 		outboxBytes:       DefaultOutboxBytes,
 		callbackQueue:     DefaultCallbackQueue,
+		handlerTimeout:    DefaultAttributeHandlerTimeout,
 		dataQoS:           virtual.QoS{Priority: message.PriorityLow, Reliability: message.BestEffort},
 		alertQoS:          virtual.QoS{Priority: message.PriorityHighest, Reliability: message.GuaranteedDelivery},
 		genKey:            func(bits int) (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, bits) },
@@ -192,6 +195,7 @@ func (s *settings) validate() error {
 	positive("WithAuthBreaker pause", s.authPause)
 	atLeast("WithOutboxBytes", s.outboxBytes, 1024)
 	atLeast("WithCallbackQueue", s.callbackQueue, 1)
+	positive("WithAttributeHandlerTimeout", s.handlerTimeout)
 	for _, q := range []struct {
 		option string
 		qos    virtual.QoS
@@ -295,6 +299,18 @@ func WithOutboxBytes(n int) Option {
 // and error events are logged and dropped.
 func WithCallbackQueue(n int) Option {
 	return func(s *settings) { s.callbackQueue = n }
+}
+
+// WithAttributeHandlerTimeout bounds how long the attribute handlers of
+// one cloud request (VirtualDevice.SetAttributeHandler) may run: their
+// context is canceled when it passes, and a handler that returns the
+// context's error refuses the set. Default 30 s: long enough for a slow
+// actuator, short enough that one that hangs does not hold the virtual
+// device's later requests for long, and the cloud gets the device's 500
+// rather than an expired request. Callables are not bounded by it (an
+// action, such as a firmware update, may rightly take longer).
+func WithAttributeHandlerTimeout(d time.Duration) Option {
+	return func(s *settings) { s.handlerTimeout = d }
 }
 
 // WithDataQoS sets the priority and reliability of the DATA messages of

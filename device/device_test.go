@@ -51,14 +51,15 @@ func TestConfigValidate(t *testing.T) {
 			name: "more bad options",
 			cfg:  r.cfg,
 			opts: []Option{WithSettleTime(-time.Second), WithCloseTimeout(0), WithAuthBreaker(0, 0), WithOutboxBytes(1),
-				WithCallbackQueue(0), WithMaxBatchBytes(10)},
+				WithCallbackQueue(0), WithMaxBatchBytes(10), WithAttributeHandlerTimeout(0)},
 			want: "new directly connected device: option WithMaxBatchBytes: 10, expected at least 1024\n" +
 				"option WithSettleTime: -1s, expected 0 or more\n" +
 				"option WithCloseTimeout: 0s, expected more than 0\n" +
 				"option WithAuthBreaker failures: 0, expected at least 1\n" +
 				"option WithAuthBreaker pause: 0s, expected more than 0\n" +
 				"option WithOutboxBytes: 1, expected at least 1024\n" +
-				"option WithCallbackQueue: 0, expected at least 1",
+				"option WithCallbackQueue: 0, expected at least 1\n" +
+				"option WithAttributeHandlerTimeout: 0s, expected more than 0",
 		},
 		{
 			name: "bad qos",

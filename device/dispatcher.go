@@ -220,6 +220,7 @@ func (p *dispatcher) addVirtual(endpoint string, m *model.DeviceModel) (*Virtual
 		done:      make(chan struct{}),
 		log:       p.reqLog.With("device_endpoint", endpoint, "urn", m.URN),
 		onAttr:    map[string]func(ChangeEvent){},
+		handlers:  map[string]AttributeHandler{},
 		callables: map[string]Callable{},
 	}
 	if p.vds[endpoint] == nil {

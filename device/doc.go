@@ -13,6 +13,9 @@
 //	m, err := dev.DeviceModel(ctx, urn)
 //	vd, err := dev.CreateVirtualDevice(dev.EndpointID(), m)
 //	vd.OnChange(func(ev device.ChangeEvent) { ... })
+//	err = vd.SetAttributeHandler("power", func(ctx context.Context, c device.Change) error {
+//		return relay.Switch(ctx, c.New.Bool()) // an error refuses the cloud's set: 500, nothing committed
+//	})
 //	err = vd.Set("humidity", 42)
 //	...
 //	err = dev.Close(ctx)

@@ -276,6 +276,60 @@ func ExampleVirtualDevice_OnChange() {
 	// DATA urn:com:example:iot:device:light_switch:attributes [{power true} {brightness 10}]
 }
 
+func ExampleVirtualDevice_SetAttributeHandler() {
+	cloud := newExampleCloud()
+	dev, light := exampleLight(cloud)
+	// The handlers drive the hardware before a cloud set is committed; the
+	// dimmer here cannot go above 80%.
+	err := light.SetAttributeHandler("power", func(ctx context.Context, c device.Change) error {
+		fmt.Println("switch", c.Old, "->", c.New)
+		return nil
+	})
+	if err != nil {
+		fmt.Println(err)
+	}
+	err = light.SetAttributeHandler("brightness", func(ctx context.Context, c device.Change) error {
+		if c.New.Int() > 80 {
+			return fmt.Errorf("dimmer: %d%% is above the driver's limit of 80%%", c.New.Int())
+		}
+		fmt.Println("dim", c.Old, "->", c.New)
+		return nil
+	})
+	if err != nil {
+		fmt.Println(err)
+	}
+	fmt.Println(light.SetAttributeHandler("lastPressed", nil))
+	done := make(chan struct{})
+	light.OnError(func(ev device.ErrorEvent) {
+		fmt.Println("OnError:", ev.Err)
+		done <- struct{}{}
+	})
+	light.OnChange(func(device.ChangeEvent) { done <- struct{}{} })
+
+	// One refused attribute refuses the whole request.
+	cloud.push("r1", "PATCH", "deviceModels/"+lightURN+"/attributes", `{"power":true,"brightness":90}`)
+	<-done
+	power, _ := light.Get("power")
+	fmt.Println("power after the refused set:", power)
+	cloud.push("r2", "PATCH", "deviceModels/"+lightURN+"/attributes", `{"power":true,"brightness":60}`)
+	<-done
+	power, _ = light.Get("power")
+	fmt.Println("power after the applied set:", power)
+	dev.Close(context.Background())
+	cloud.print()
+	// Output:
+	// set attribute handler: attribute "lastPressed": read-only in device model "urn:com:example:iot:device:light_switch", the cloud cannot set it
+	// switch false -> true
+	// OnError: attribute "brightness": dimmer: 90% is above the driver's limit of 80%
+	// power after the refused set: false
+	// switch false -> true
+	// dim 100 -> 60
+	// power after the applied set: true
+	// RESPONSE 500 attribute "brightness": dimmer: 90% is above the driver's limit of 80%
+	// RESPONSE 200 OK
+	// DATA urn:com:example:iot:device:light_switch:attributes [{power true} {brightness 60}]
+}
+
 func ExampleGatewayDevice_RegisterDevice() {
 	ctx := context.Background()
 	cloud := newExampleCloud()

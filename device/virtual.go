@@ -47,6 +47,12 @@ type ErrorEvent struct {
 // when the device closes.
 type Callable func(ctx context.Context, args map[string]model.Value) error
 
+// AttributeHandler applies a cloud-side set of one attribute (to the
+// hardware, typically) before the set is committed; see
+// VirtualDevice.SetAttributeHandler. A nil error lets the set go on; an
+// error refuses it: the request answers 500 with the error's text.
+type AttributeHandler func(ctx context.Context, c Change) error
+
 // job is one event for a virtual device's callback goroutine.
 type job func(ctx context.Context)
 
@@ -61,10 +67,10 @@ type job func(ctx context.Context)
 // outbox, once it is on disk), also when the cloud is unreachable; failures
 // to deliver reach OnError.
 //
-// Callbacks (OnChange, OnChangeAttribute, callables, OnError) run on the
-// virtual device's own callback goroutine, one event at a time in arrival
-// order: never concurrently for one virtual device, concurrently with the
-// callbacks of other virtual devices. A callback must not block for long:
+// Callbacks (attribute handlers, OnChange, OnChangeAttribute, callables,
+// OnError) run on the virtual device's own callback goroutine, one event at
+// a time in arrival order: never concurrently for one virtual device,
+// concurrently with the callbacks of other virtual devices. A callback must not block for long:
 // while it runs, later requests for the device wait (WithCallbackQueue). A
 // callback may call the device's methods (Set, Get...). A panicking callback
 // is recovered and logged; the request answers 500 and OnError receives an
@@ -83,6 +89,7 @@ type VirtualDevice struct {
 	cbMu      sync.Mutex // guards the callbacks
 	onChange  func(ChangeEvent)
 	onAttr    map[string]func(ChangeEvent) // by real attribute name
+	handlers  map[string]AttributeHandler  // by real attribute name
 	callables map[string]Callable          // by real action name
 	onError   func(ErrorEvent)
 }
@@ -296,6 +303,12 @@ func (d *Data) Submit() error {
 // receives every attribute of one request at once, after the
 // OnChangeAttribute callbacks of those attributes. nil removes it. A set is
 // answered 200 (and echoed in a DATA message) after the callbacks return.
+//
+// OnChange and OnChangeAttribute callbacks are told of a set that is
+// already decided: they run only once every attribute handler of the
+// request (SetAttributeHandler) succeeded, and cannot refuse it (a panic
+// answers 500, but is a bug, not a refusal). To refuse a set the hardware
+// cannot apply, use SetAttributeHandler.
 func (v *VirtualDevice) OnChange(fn func(ChangeEvent)) {
 	v.cbMu.Lock()
 	defer v.cbMu.Unlock()
@@ -316,6 +329,61 @@ func (v *VirtualDevice) OnChangeAttribute(name string, fn func(ChangeEvent)) err
 		delete(v.onAttr, a.Name)
 	} else {
 		v.onAttr[a.Name] = fn
+	}
+	return nil
+}
+
+// SetAttributeHandler sets the handler that applies cloud-side sets of the
+// attribute name (or alias), typically to an actuator output; nil removes
+// it. It fails, changing nothing, for an attribute the model does not have
+// and for a read-only one (the cloud cannot set it).
+//
+// For each cloud request that sets attributes, the handlers of the
+// request's attributes run on the callback goroutine, in the request's
+// order, before anything is committed:
+//
+//   - when every handler returns nil, the OnChangeAttribute and OnChange
+//     callbacks run as usual, then the values are committed (Get returns
+//     them), the request answers 200 and the new values are echoed in a
+//     DATA message;
+//   - when a handler returns an error or panics, the handlers after it do
+//     not run, nothing is committed (Get keeps returning the old values),
+//     no OnChange or OnChangeAttribute callback runs, no DATA is echoed, the
+//     request answers 500 with the error's text and OnError receives the
+//     error (no messages). A returned error is wrapped as `attribute
+//     "power": <error>`; a panic reads `handler of attribute "power"
+//     panicked: <value>`.
+//
+// A PATCH of several attributes is all-or-nothing for the device's state:
+// one failing handler refuses every attribute of the request. The device
+// cannot undo what the handlers before the failing one did to the
+// hardware; a handler that must not leave a partial change undoes its
+// own, or the application reports the hardware's real state with Set.
+//
+// ctx is canceled when the device closes (when Close ends its flush, as
+// for a Callable) and when the request's handlers have run longer than
+// the attribute handler timeout (WithAttributeHandlerTimeout, 30 s by
+// default; all handlers of one request share it). A handler should return
+// promptly once ctx is done: a handler that blocks holds the callback
+// goroutine like any other callback.
+//
+// The name follows SetCallable rather than OnChangeAttribute on purpose:
+// like a Callable, a handler decides the answer to the request, while the
+// On* callbacks only learn of a set that is already decided.
+func (v *VirtualDevice) SetAttributeHandler(name string, fn AttributeHandler) error {
+	a, ok := v.model.Attribute(name)
+	if !ok {
+		return fmt.Errorf("set attribute handler: attribute %q: not in device model %q", name, v.model.URN)
+	}
+	if !a.Writable {
+		return fmt.Errorf("set attribute handler: attribute %q: read-only in device model %q, the cloud cannot set it", a.Name, v.model.URN)
+	}
+	v.cbMu.Lock()
+	defer v.cbMu.Unlock()
+	if fn == nil {
+		delete(v.handlers, a.Name)
+	} else {
+		v.handlers[a.Name] = fn
 	}
 	return nil
 }
@@ -345,7 +413,9 @@ func (v *VirtualDevice) SetCallable(action string, fn Callable) error {
 //   - a message the cloud refused for good (dead-lettered, not retried);
 //   - refused credentials: the circuit breaker opened (no messages);
 //   - messages still queued when Close gave up (a durable outbox keeps them);
-//   - a panicking callback (no messages).
+//   - a panicking callback (no messages);
+//   - an attribute handler that refused a cloud set (no messages; see
+//     SetAttributeHandler).
 //
 // nil removes it; errors are then only logged.
 func (v *VirtualDevice) OnError(fn func(ErrorEvent)) {
@@ -436,7 +506,7 @@ func (v *VirtualDevice) handle(ctx context.Context, req *message.Message) {
 		}
 		herr = v.protect(fmt.Sprintf("callable of action %q", inv.Action), func() error { return fn(ctx, inv.Args) })
 	} else {
-		herr = v.changed(out.Changes)
+		herr = v.changed(ctx, req.ID, out.Changes)
 	}
 	v.mu.Lock()
 	res := v.state.Complete(out, herr, clock.Now())
@@ -449,15 +519,20 @@ func (v *VirtualDevice) handle(ctx context.Context, req *message.Message) {
 	}
 }
 
-// changed runs the change callbacks of a cloud set; the first panic ends it.
-func (v *VirtualDevice) changed(changes []virtual.Change) error {
+// changed runs the attribute handlers, then the change callbacks, of a
+// cloud set; the first handler error or panic ends it.
+func (v *VirtualDevice) changed(ctx context.Context, requestID string, changes []virtual.Change) error {
 	v.cbMu.Lock()
+	handlers := maps.Clone(v.handlers)
 	perAttr := maps.Clone(v.onAttr)
 	all := v.onChange
 	v.cbMu.Unlock()
 	cs := make([]Change, len(changes))
 	for i, c := range changes {
 		cs[i] = Change(c)
+	}
+	if err := v.applyHandlers(ctx, requestID, handlers, cs); err != nil {
+		return err
 	}
 	for _, c := range cs {
 		fn := perAttr[c.Name]
@@ -474,6 +549,36 @@ func (v *VirtualDevice) changed(changes []virtual.Change) error {
 		return nil
 	}
 	return v.protect("OnChange callback", func() error { all(ChangeEvent{Device: v, Changes: cs}); return nil })
+}
+
+// applyHandlers runs the attribute handlers of cs in order under one
+// deadline (the attribute handler timeout) and returns the first failure:
+// a returned error, wrapped with the attribute's name and handed to
+// OnError, or a panic, which protect reports.
+func (v *VirtualDevice) applyHandlers(ctx context.Context, requestID string, handlers map[string]AttributeHandler, cs []Change) error {
+	if len(handlers) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, v.p.set.handlerTimeout)
+	defer cancel()
+	for _, c := range cs {
+		fn := handlers[c.Name]
+		if fn == nil {
+			continue
+		}
+		var herr error
+		if err := v.protect(fmt.Sprintf("handler of attribute %q", c.Name),
+			func() error { herr = fn(ctx, c); return nil }); err != nil {
+			return err
+		}
+		if herr != nil {
+			err := fmt.Errorf("attribute %q: %w", c.Name, herr)
+			v.log.Debug("attribute handler refused a cloud set", "request_id", requestID, "attribute", c.Name, "error", herr)
+			v.deliverError(nil, err)
+			return err
+		}
+	}
+	return nil
 }
 
 // protect runs an application callback; a panic becomes an error naming

@@ -423,3 +423,289 @@ func TestCallbacksRunSerially(t *testing.T) {
 		closeDevice(t, d)
 	})
 }
+
+// errDimmer is the error of the test's failing dimmer.
+var errDimmer = errors.New("dimmer: channel 2 not responding")
+
+func TestAttributeHandlers(t *testing.T) {
+	putURL := "deviceModels/" + lightURN + "/attributes/"
+	tests := []struct {
+		name   string
+		req    message.Message
+		status int
+		body   string
+		calls  []string       // handler calls, in order
+		events []string       // OnChangeAttribute("power") and OnChange events
+		errs   []string       // OnError events
+		values map[string]any // Get after the request; nil: no value
+		echo   []message.Field
+	}{
+		{
+			name:   "a set the handler applies commits and echoes",
+			req:    newRequest("h1", testEP, "PUT", putURL+"power", `{"value":true}`, nil),
+			status: 200, body: "OK",
+			calls:  []string{"power:false->true"},
+			events: []string{"power power:false->true", "all power:false->true"},
+			values: map[string]any{"power": true},
+			echo:   []message.Field{{Name: "power", Value: true}},
+		},
+		{
+			name:   "a failing handler answers 500 and commits nothing",
+			req:    newRequest("h2", testEP, "PUT", putURL+"brightness", `{"value":5}`, nil),
+			status: 500, body: `attribute "brightness": dimmer: channel 2 not responding`,
+			calls:  []string{"brightness:100->5"},
+			errs:   []string{`attribute "brightness": dimmer: channel 2 not responding`},
+			values: map[string]any{"brightness": int64(100)},
+		},
+		{
+			name:   "a patch is all or nothing",
+			req:    patch("h3", lightURN, `{"power":true,"brightness":5}`),
+			status: 500, body: `attribute "brightness": dimmer: channel 2 not responding`,
+			calls:  []string{"power:false->true", "brightness:100->5"},
+			errs:   []string{`attribute "brightness": dimmer: channel 2 not responding`},
+			values: map[string]any{"power": false, "brightness": int64(100)},
+		},
+		{
+			name:   "the handlers after a failing one do not run",
+			req:    patch("h4", lightURN, `{"brightness":5,"power":true}`),
+			status: 500, body: `attribute "brightness": dimmer: channel 2 not responding`,
+			calls:  []string{"brightness:100->5"},
+			errs:   []string{`attribute "brightness": dimmer: channel 2 not responding`},
+			values: map[string]any{"power": false, "brightness": int64(100)},
+		},
+		{
+			name:   "a panicking handler answers 500",
+			req:    newRequest("h5", testEP, "PUT", putURL+"label", `{"value":"boom"}`, nil),
+			status: 500, body: `handler of attribute "label" panicked: boom`,
+			calls:  []string{`label:<no value>->"boom"`},
+			errs:   []string{`handler of attribute "label" panicked: boom`},
+			values: map[string]any{"label": nil},
+		},
+		{
+			name:   "a patch whose handlers all succeed commits every attribute",
+			req:    patch("h6", lightURN, `{"power":true,"label":"hall","brightness":40}`),
+			status: 200, body: "OK",
+			calls:  []string{"power:false->true", `label:<no value>->"hall"`, "brightness:100->40"},
+			events: []string{"power power:false->true", `all power:false->true,label:<no value>->"hall",brightness:100->40`},
+			values: map[string]any{"power": true, "label": "hall", "brightness": int64(40)},
+			echo:   []message.Field{{Name: "power", Value: true}, {Name: "label", Value: "hall"}, {Name: "brightness", Value: int64(40)}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				r := newRig(true)
+				d := r.device(t)
+				v := virtualDevice(t, d, "light_switch")
+				var mu sync.Mutex
+				var calls []string
+				record := func(c Change) {
+					mu.Lock()
+					defer mu.Unlock()
+					calls = append(calls, fmt.Sprintf("%s:%v->%v", c.Name, c.Old, c.New))
+				}
+				handlers := map[string]AttributeHandler{
+					"power": func(_ context.Context, c Change) error { record(c); return nil },
+					"brightness": func(_ context.Context, c Change) error {
+						record(c)
+						if c.New.Int() == 5 {
+							return errDimmer
+						}
+						return nil
+					},
+					"label": func(_ context.Context, c Change) error {
+						record(c)
+						if c.New.Any() == "boom" {
+							panic("boom")
+						}
+						return nil
+					},
+				}
+				for name, fn := range handlers {
+					if err := v.SetAttributeHandler(name, fn); err != nil {
+						t.Fatal(err)
+					}
+				}
+				var events changes
+				v.OnChange(events.record("all"))
+				if err := v.OnChangeAttribute("power", events.record("power")); err != nil {
+					t.Fatal(err)
+				}
+				var sink errorSink
+				v.OnError(sink.add)
+				r.cloud.push(tt.req)
+				settle(time.Second)
+
+				resp := r.cloud.response(t, tt.req.ID)
+				if resp.StatusCode != tt.status || string(resp.Body) != tt.body {
+					t.Errorf("answered %d %q\nwant     %d %q", resp.StatusCode, resp.Body, tt.status, tt.body)
+				}
+				mu.Lock()
+				if !slices.Equal(calls, tt.calls) {
+					t.Errorf("handler calls %q, want %q", calls, tt.calls)
+				}
+				mu.Unlock()
+				if got := events.all(); !slices.Equal(got, tt.events) {
+					t.Errorf("change events %q, want %q", got, tt.events)
+				}
+				if got := sink.texts(); !slices.Equal(got, tt.errs) {
+					t.Errorf("OnError got %q, want %q", got, tt.errs)
+				}
+				for _, ev := range sink.all() {
+					if ev.Device != v || len(ev.Messages) != 0 {
+						t.Errorf("error event of %p with %d messages, want %p and none", ev.Device, len(ev.Messages), v)
+					}
+				}
+				for name, want := range tt.values {
+					got, ok := v.Get(name)
+					switch {
+					case want == nil && ok:
+						t.Errorf("Get(%q) = %v, want no value", name, got)
+					case want != nil && (!ok || got.Any() != want):
+						t.Errorf("Get(%q) = %v, %v, want %v", name, got, ok, want)
+					}
+				}
+				echoes := r.cloud.sentData(lightURN + ":attributes")
+				switch {
+				case tt.echo == nil && len(echoes) != 0:
+					t.Errorf("echoed %+v, want no DATA", echoes)
+				case tt.echo != nil && (len(echoes) != 1 || !slices.Equal(echoes[0].Data.Fields, tt.echo)):
+					t.Errorf("echoed %+v, want one DATA with %+v", echoes, tt.echo)
+				}
+				closeDevice(t, d)
+			})
+		})
+	}
+}
+
+func TestAttributeHandlerErrorWraps(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(true)
+		d := r.device(t)
+		v := virtualDevice(t, d, "light_switch")
+		if err := v.SetAttributeHandler("power", func(context.Context, Change) error { return errDimmer }); err != nil {
+			t.Fatal(err)
+		}
+		var sink errorSink
+		v.OnError(sink.add)
+		r.cloud.push(patch("w1", lightURN, `{"power":true}`))
+		settle(time.Second)
+		evs := sink.all()
+		if len(evs) != 1 || !errors.Is(evs[0].Err, errDimmer) {
+			t.Fatalf("OnError got %v, want one error wrapping %v", sink.texts(), errDimmer)
+		}
+		// Removing the handler: the set is applied again.
+		if err := v.SetAttributeHandler("power", nil); err != nil {
+			t.Fatal(err)
+		}
+		r.cloud.push(patch("w2", lightURN, `{"power":true}`))
+		settle(time.Second)
+		if resp := r.cloud.response(t, "w2"); resp.StatusCode != 200 {
+			t.Errorf("w2 answered %d %q after the handler was removed", resp.StatusCode, resp.Body)
+		}
+		if p, _ := v.Get("power"); !p.Bool() {
+			t.Error("power not set after the handler was removed")
+		}
+		closeDevice(t, d)
+	})
+}
+
+func TestSetAttributeHandlerErrors(t *testing.T) {
+	r := newRig(true)
+	d := r.device(t)
+	v := virtualDevice(t, d, "light_switch")
+	ok := func(context.Context, Change) error { return nil }
+	tests := []struct {
+		name, attr string
+		fn         AttributeHandler
+		want       string
+	}{
+		{"unknown attribute", "colour", ok, `set attribute handler: attribute "colour": not in device model "urn:com:example:iot:device:light_switch"`},
+		{"read-only attribute", "lastPressed", ok,
+			`set attribute handler: attribute "lastPressed": read-only in device model "urn:com:example:iot:device:light_switch", the cloud cannot set it`},
+		{"removing from an unknown attribute", "colour", nil, `set attribute handler: attribute "colour": not in device model "urn:com:example:iot:device:light_switch"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := v.SetAttributeHandler(tt.attr, tt.fn); err == nil || err.Error() != tt.want {
+				t.Fatalf("error %v\nwant  %s", err, tt.want)
+			}
+		})
+	}
+	closeDevice(t, d)
+}
+
+func TestAttributeHandlerTimeout(t *testing.T) {
+	tests := []struct {
+		name string
+		opts []Option
+		want time.Duration
+	}{
+		{"default", nil, DefaultAttributeHandlerTimeout},
+		{"option", []Option{WithAttributeHandlerTimeout(2 * time.Second)}, 2 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				r := newRig(true)
+				d := r.device(t, tt.opts...)
+				v := virtualDevice(t, d, "light_switch")
+				var waited time.Duration
+				err := v.SetAttributeHandler("brightness", func(ctx context.Context, c Change) error {
+					start := time.Now()
+					<-ctx.Done()
+					waited = time.Since(start)
+					return ctx.Err()
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				r.cloud.push(patch("t1", lightURN, `{"brightness":20}`))
+				settle(tt.want + time.Second)
+				resp := r.cloud.response(t, "t1")
+				if want := `attribute "brightness": context deadline exceeded`; resp.StatusCode != 500 || string(resp.Body) != want {
+					t.Errorf("answered %d %q, want 500 %q", resp.StatusCode, resp.Body, want)
+				}
+				if waited != tt.want {
+					t.Errorf("the handler's context ended after %s, want %s", waited, tt.want)
+				}
+				if b, _ := v.Get("brightness"); b.Int() != 100 {
+					t.Errorf("brightness %v after a timed-out set, want 100", b)
+				}
+				closeDevice(t, d)
+			})
+		})
+	}
+}
+
+func TestAttributeHandlerCanceledAtClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(true)
+		d := r.device(t, WithCloseTimeout(2*time.Second))
+		v := virtualDevice(t, d, "light_switch")
+		got := make(chan error, 1)
+		err := v.SetAttributeHandler("power", func(ctx context.Context, c Change) error {
+			<-ctx.Done()
+			got <- ctx.Err()
+			return ctx.Err()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.cloud.push(patch("c1", lightURN, `{"power":true}`))
+		settle(time.Second)
+		start := time.Now()
+		if err := d.Close(context.Background()); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		if err := <-got; !errors.Is(err, context.Canceled) {
+			t.Errorf("the handler's context ended with %v, want context.Canceled", err)
+		}
+		if took := time.Since(start); took > 2*time.Second {
+			t.Errorf("Close took %s, want at most the close timeout 2s", took)
+		}
+		if p, _ := v.Get("power"); p.Bool() {
+			t.Error("a set whose handler was canceled at close was applied")
+		}
+	})
+}

@@ -28,7 +28,7 @@ indirectly connected devices again, which the cloud answers with the same ids.`,
 				if err := wantArgs(pos, 0, ""); err != nil {
 					return err
 				}
-				c, err := cf.load(m, builtinDrivers(driverDeps{clock: m.Clock}))
+				c, err := cf.load(m, m.drivers())
 				if err != nil {
 					return err
 				}
@@ -82,7 +82,7 @@ checked against them before anything starts. The device must be activated.`,
 				if err := wantArgs(pos, 0, ""); err != nil {
 					return err
 				}
-				c, err := cf.load(m, builtinDrivers(driverDeps{clock: m.Clock}))
+				c, err := cf.load(m, m.drivers())
 				if err != nil {
 					return err
 				}

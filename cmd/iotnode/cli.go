@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"strings"
@@ -49,6 +50,9 @@ type Main struct {
 	// onRunning is called once run has started every device, with the
 	// metrics address (nil when off) (tests).
 	onRunning func(n *node, metrics net.Addr)
+	// testDrivers are drivers added to the built-in ones (tests use
+	// drivers whose hardware fails on demand).
+	testDrivers map[string]driver
 
 	stdout, stderr io.Writer
 }
@@ -64,6 +68,14 @@ func NewMain() *Main {
 		LookupHost: net.DefaultResolver.LookupHost,
 		IsTerminal: isTerminal,
 	}
+}
+
+// drivers returns the drivers configs may name: the built-in ones and
+// testDrivers.
+func (m *Main) drivers() map[string]driver {
+	ds := builtinDrivers(driverDeps{clock: m.Clock})
+	maps.Copy(ds, m.testDrivers)
+	return ds
 }
 
 // systemClock is the real clock.

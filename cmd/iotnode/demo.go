@@ -73,7 +73,7 @@ after a few seconds, and shows a status line until Ctrl-C or --duration.
 At the end it prints, per device, the values it published, the messages the
 cloud stored and the commands it executed.`,
 		setup: func(fs *flag.FlagSet) func(context.Context, *Main, []string) error {
-			fs.DurationVar(&o.duration, "duration", 0, "stop after `D`, such as 20s (default: run until Ctrl-C)")
+			fs.DurationVar(&o.duration, "duration", 0, "stop `D` after the devices started, such as 20s (default: run until Ctrl-C)")
 			fs.StringVar(&o.dataDir, "data", "", "keep the cloud's and the devices' files in `DIR` (default: a temporary directory, removed at exit)")
 			fs.DurationVar(&o.sampleInterval, "interval", o.sampleInterval, "sample interval `D` of the simulated sensors")
 			fs.StringVar(&o.logLevel, "log-level", "warn", "level of the logs on stderr: debug, info, warn or error")
@@ -110,11 +110,6 @@ type demoNode struct {
 
 // demo runs the demo; see demoCommand.
 func (m *Main) demo(ctx context.Context, o demoOptions) (err error) {
-	if o.duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.duration)
-		defer cancel()
-	}
 	logger := newLogger(m.stderr, LoggingConfig{Level: o.logLevel, Format: "text"})
 	dir := o.dataDir
 	if dir == "" {
@@ -192,6 +187,13 @@ func (m *Main) demo(ctx context.Context, o demoOptions) (err error) {
 		}
 	}
 	cancelSetup()
+	if o.duration > 0 {
+		// --duration counts from here, when every device runs, so that a slow
+		// start (a loaded machine, a Pi) never eats the time the demo shows.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.duration)
+		defer cancel()
+	}
 	m.printDemoIntro(out, inst, cloudDir, nodes)
 	var wg sync.WaitGroup
 	wg.Go(func() { m.demoCommands(ctx, out, cl, nodes, o) })

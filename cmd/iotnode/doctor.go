@@ -53,7 +53,7 @@ status is 1 when any check failed, 2 when the config has problems.`,
 				if err := wantArgs(pos, 0, ""); err != nil {
 					return err
 				}
-				c, err := cf.load(m, builtinDrivers(driverDeps{clock: m.Clock}))
+				c, err := cf.load(m, m.drivers())
 				if err != nil {
 					return err
 				}
@@ -296,7 +296,7 @@ func (d *doctor) checkSkew(ctx context.Context) {
 		d.ok("clock-skew", "the server sent no Date header: skew unknown")
 		return
 	}
-	skew := local.Sub(server).Truncate(time.Second)
+	skew := local.Sub(server).Round(time.Second)
 	if skew > maxClockSkew || skew < -maxClockSkew {
 		d.fail("clock-skew", fmt.Sprintf("this clock is %s off the server's (%s here, %s there)", skew, local.UTC().Format(time.RFC3339), server.UTC().Format(time.RFC3339)),
 			"synchronise the clock with NTP (timedatectl set-ntp true)")

@@ -319,15 +319,15 @@ func backoff(attempt int, base, max time.Duration) time.Duration {
 func (nd *nodeDevice) wire() error {
 	for _, attr := range slices.Sorted(maps.Keys(nd.cfg.Writes)) {
 		output := cmpOr(nd.cfg.Writes[attr], attr)
-		err := nd.vd.OnChangeAttribute(attr, func(ev device.ChangeEvent) {
-			ctx, cancel := context.WithTimeout(context.Background(), actuateTimeout)
+		// The output changes before the set is committed: when it fails,
+		// the cloud's request answers 500 with the driver's error and the
+		// attribute keeps its value (no echo). In a PATCH, an output that
+		// changed before another one failed stays changed; the next sample
+		// reports the outputs' real state.
+		err := nd.vd.SetAttributeHandler(attr, func(ctx context.Context, ch device.Change) error {
+			ctx, cancel := context.WithTimeout(ctx, actuateTimeout)
 			defer cancel()
-			for _, ch := range ev.Changes {
-				// The device library gives an attribute callback no way to
-				// fail the set: a failed output is counted and logged, and
-				// the next sample reports the output's real state.
-				_ = nd.actuate(ctx, "set "+ch.Name, output, map[string]model.Value{"value": ch.New})
-			}
+			return nd.actuate(ctx, "set "+ch.Name, output, map[string]model.Value{"value": ch.New})
 		})
 		if err != nil {
 			return fmt.Errorf("%s.writes.%s: %w", nd.key, attr, err)
@@ -343,6 +343,9 @@ func (nd *nodeDevice) wire() error {
 		}
 	}
 	nd.vd.OnError(func(ev device.ErrorEvent) {
+		if ce := (*commandError)(nil); errors.As(ev.Err, &ce) {
+			return // a refused attribute set: actuate counted and logged it
+		}
 		nd.asyncErrors.Add(1)
 		nd.setError(ev.Err.Error())
 		nd.log.Warn("the cloud refused or could not take messages", slog.Int("messages", len(ev.Messages)), slog.Any("error", ev.Err))
@@ -350,7 +353,17 @@ func (nd *nodeDevice) wire() error {
 	return nil
 }
 
-// actuate drives an output for a cloud request and counts the outcome.
+// commandError is an output that failed for a cloud request. actuate has
+// counted and logged it; the device also hands a failed attribute set to
+// OnError, which recognises it by this type and does not count it again.
+type commandError struct{ err error }
+
+func (e *commandError) Error() string { return e.err.Error() }
+func (e *commandError) Unwrap() error { return e.err }
+
+// actuate drives an output for a cloud request and counts the outcome. Its
+// error, a *commandError, is the driver's (the request answers 500 with its
+// text).
 func (nd *nodeDevice) actuate(ctx context.Context, what, output string, args map[string]model.Value) error {
 	what = describeCommand(what, args)
 	err := fmt.Errorf("%s: driver %s has no actuator", what, nd.cfg.Driver)
@@ -364,7 +377,7 @@ func (nd *nodeDevice) actuate(ctx context.Context, what, output string, args map
 		nd.cmdErrors.Add(1)
 		nd.setError(err.Error())
 		nd.log.Warn("command failed", slog.String("command", what), slog.String("output", output), slog.Any("error", err))
-		return err
+		return &commandError{err: err}
 	}
 	nd.commands.Add(1)
 	nd.log.Info("command executed", slog.String("command", what), slog.String("output", output))

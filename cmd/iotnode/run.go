@@ -35,7 +35,7 @@ problems (all of them are listed).`,
 				if err := wantArgs(pos, 0, ""); err != nil {
 					return err
 				}
-				c, err := cf.load(m, builtinDrivers(driverDeps{clock: m.Clock}))
+				c, err := cf.load(m, m.drivers())
 				if err != nil {
 					return err
 				}

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -15,6 +17,8 @@ import (
 
 	"github.com/iotnode/iotnode/adapters/fsstore"
 	"github.com/iotnode/iotnode/cloud/api"
+	"github.com/iotnode/iotnode/domain/model"
+	"github.com/iotnode/iotnode/ports"
 )
 
 const runConfig = `
@@ -24,7 +28,7 @@ data_dir: data
 devices:
   - name: light
     model: urn:com:example:iot:device:light_switch
-    driver: sim
+    driver: sim_stuck_on
     sample_interval: 100ms
     settings:
       fail_every: 3
@@ -46,8 +50,9 @@ type running struct {
 }
 
 // TestRun runs a node against an in-process cloud: it activates, reports,
-// obeys a set and an action, survives a failing sensor, serves metrics and
-// stops within the shutdown grace on cancel with an empty outbox.
+// obeys a set and an action, answers a set its output cannot apply with the
+// driver's error (500), survives a failing sensor, serves metrics and stops
+// within the shutdown grace on cancel with an empty outbox.
 //
 // It runs alone (not parallel) so that it can check that the node left no
 // goroutine behind.
@@ -60,6 +65,7 @@ func TestRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	m := NewMain()
+	m.testDrivers = map[string]driver{"sim_stuck_on": stuckOnDriver(m.Clock)}
 	started := make(chan running, 1)
 	m.onRunning = func(n *node, addr net.Addr) { started <- running{n, addr} }
 	done := make(chan result, 1)
@@ -106,10 +112,29 @@ func TestRun(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
+	// The relay is stuck on: switching the light off fails, the cloud's
+	// request ends FAILED with the device's 500 and the driver's error, and
+	// the attribute keeps its value.
+	id, err := c.cl.SetAttribute(ctx, ep, urnLight, "power", false)
+	if err != nil {
+		t.Fatalf("set power false: %v", err)
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	req, err := c.cl.WaitRequest(wctx, id)
+	wcancel()
+	wantBody := `attribute "power": ` + errStuckOn
+	if err != nil || req.Status != api.RequestFailed || req.Response == nil ||
+		req.Response.StatusCode != 500 || req.Response.Body != wantBody {
+		t.Fatalf("set power false: status %s, response %+v, %v\nwant FAILED, 500 %q", req.Status, req.Response, err, wantBody)
+	}
+	if got, ok := rn.n.devices[0].vd.Get("power"); !ok || !got.Bool() {
+		t.Errorf("power is %v after the failed set, want true", got)
+	}
+
 	metrics := scrape(t, rn.metrics)
 	for _, want := range []string{
 		`iotnode_device_commands_total{device="light",endpoint_id="` + ep + `"} 2`,
-		`iotnode_device_command_errors_total{device="light",endpoint_id="` + ep + `"} 0`,
+		`iotnode_device_command_errors_total{device="light",endpoint_id="` + ep + `"} 1`,
 	} {
 		if !strings.Contains(metrics, want+"\n") {
 			t.Errorf("metrics lack %q:\n%s", want, metrics)
@@ -124,6 +149,9 @@ func TestRun(t *testing.T) {
 	}
 	if v := metric(t, metrics, "iotnode_messages_sent_total"); v < 2 {
 		t.Errorf("messages acknowledged %d, want at least 2", v)
+	}
+	if st := rn.n.status(); st.Devices[0].AsyncErrors != 0 {
+		t.Errorf("%d asynchronous errors, want 0: the failed set is a command error only (last error %q)", st.Devices[0].AsyncErrors, st.Devices[0].LastError)
 	}
 
 	cancel()
@@ -157,6 +185,41 @@ func TestRun(t *testing.T) {
 	if st := ob.Stats(); st.Guaranteed != 0 {
 		t.Errorf("%d guaranteed messages left in the outbox after a clean shutdown with the cloud up", st.Guaranteed)
 	}
+}
+
+// errStuckOn is the error of the stuck relay of stuckOnDriver.
+const errStuckOn = `GPIO 17 (output "light"): relay stuck on, cannot switch off`
+
+// stuckOnDriver is the sim driver with a relay stuck on: switching its
+// output "light" off fails, as a broken GPIO output would; everything else
+// is the simulator's.
+func stuckOnDriver(clock ports.Clock) driver {
+	deps := driverDeps{clock: clock}
+	return driver{prepare: func(key, device string, settings map[string]any) (prepared, problems) {
+		p, ps := deps.prepareSim(key, device, settings)
+		if len(ps) > 0 {
+			return p, ps
+		}
+		open := p.open
+		p.open = func(logger *slog.Logger) (ports.Sensor, ports.Actuator, error) {
+			s, a, err := open(logger)
+			if err != nil {
+				return nil, nil, err
+			}
+			return s, stuckOn{a}, nil
+		}
+		return p, nil
+	}}
+}
+
+// stuckOn is an actuator whose output "light" cannot be switched off.
+type stuckOn struct{ ports.Actuator }
+
+func (a stuckOn) Actuate(ctx context.Context, output string, args map[string]model.Value) error {
+	if v, ok := args["value"]; ok && output == "light" && v.Valid() && !v.Bool() {
+		return errors.New(errStuckOn)
+	}
+	return a.Actuator.Actuate(ctx, output, args)
 }
 
 func scrape(t *testing.T, addr net.Addr) string {

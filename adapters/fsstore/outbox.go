@@ -407,7 +407,7 @@ func (o *Outbox) takeLock() error {
 		case !errors.Is(err, ErrLocked):
 			return fmt.Errorf("outbox %s: lock %s: %w", o.path, name, unwrapPath(err))
 		case time.Now().After(deadline):
-			return fmt.Errorf("outbox %s: another process has it open (waited %v for its lock)", o.path, outboxLockTimeout)
+			return fmt.Errorf("outbox %s: another process has it open (waited %v for its lock): %w", o.path, outboxLockTimeout, ErrLocked)
 		}
 		time.Sleep(lockPollInterval)
 	}

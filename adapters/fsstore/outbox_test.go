@@ -429,7 +429,7 @@ func TestOpenOutboxErrors(t *testing.T) {
 		{"foreign file", foreign, OutboxOptions{},
 			`outbox $: holds "users.db", which is not an outbox file; want a directory of the outbox's own files (seg-*.wal, LOCK, RESERVE)`},
 		{"other format", otherFormat, OutboxOptions{}, `outbox $: seg-0000000000000001.wal: format "iotnode-outbox/9": want "iotnode-outbox/2"`},
-		{"locked by another opener", locked, OutboxOptions{}, "outbox $: another process has it open (waited 1s for its lock)"},
+		{"locked by another opener", locked, OutboxOptions{}, "outbox $: another process has it open (waited 1s for its lock): locked by another holder"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

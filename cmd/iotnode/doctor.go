@@ -410,11 +410,11 @@ func (d *doctor) checkOutbox() {
 	}
 	ob, err := fsstore.OpenOutbox(path, fsstore.OutboxOptions{MaxBytes: d.cfg.Outbox.MaxBytes})
 	if err != nil {
-		if strings.Contains(err.Error(), "another process has it open") {
+		if errors.Is(err, fsstore.ErrLocked) {
 			d.ok("outbox", "%s is in use by a running iotnode", path)
 			return
 		}
-		d.fail("outbox", err.Error(), "move the file away to start with an empty outbox (its messages are then lost)")
+		d.fail("outbox", err.Error(), "move the directory away to start with an empty outbox (its messages are then lost)")
 		return
 	}
 	st := ob.Stats()

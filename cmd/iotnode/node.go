@@ -24,8 +24,8 @@ import (
 
 // Files and directories in the data directory.
 const (
-	outboxFile = "outbox.db" // the durable outbox (bbolt)
-	modelsDir  = "models"    // the device model store (dm-<urn>.json)
+	outboxFile = "outbox" // the durable outbox directory (fsstore.OpenOutbox)
+	modelsDir  = "models" // the device model store (dm-<urn>.json)
 )
 
 // Timing of the node.

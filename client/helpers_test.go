@@ -101,9 +101,11 @@ func localFile(t testing.TB, perm os.FileMode) string {
 
 // wire is the part of a stored message the tests look at.
 type wire struct {
-	Type    string `json:"type"`
-	Source  string `json:"source"`
-	Payload struct {
+	ClientID    string `json:"clientId"`
+	Type        string `json:"type"`
+	Source      string `json:"source"`
+	Reliability string `json:"reliability"`
+	Payload     struct {
 		Format string         `json:"format"`
 		Data   map[string]any `json:"data"`
 	} `json:"payload"`

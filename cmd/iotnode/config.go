@@ -25,6 +25,7 @@ import (
 	"github.com/knadh/koanf/v2"
 
 	"github.com/iotnode/iotnode/adapters/fsstore"
+	"github.com/iotnode/iotnode/domain/message"
 	"github.com/iotnode/iotnode/domain/model"
 )
 
@@ -47,8 +48,19 @@ const (
 	TransportHTTP = "https"
 )
 
+// The values of Config.Delivery: the reliability of the devices' attribute
+// data (DATA messages).
+const (
+	DeliveryGuaranteed = "guaranteed"
+	DeliveryBestEffort = "best_effort"
+)
+
 // Defaults of the config.
 const (
+	// DefaultDelivery is guaranteed: "nothing acknowledged is lost" must
+	// hold for sensor data too, and the durable outbox makes it affordable
+	// (docs/config.md weighs the fsyncs it costs).
+	DefaultDelivery       = DeliveryGuaranteed
 	DefaultDataDir        = "iotnode-data" // relative to the config file's directory
 	DefaultSampleInterval = 10 * time.Second
 	MinSampleInterval     = 100 * time.Millisecond
@@ -73,6 +85,12 @@ type Config struct {
 	Transport string `koanf:"transport"`
 	// Mode is ModeDirect (the default) or ModeGateway.
 	Mode string `koanf:"mode"`
+	// Delivery is the reliability of every device's attribute data:
+	// DeliveryGuaranteed (the default) or DeliveryBestEffort. It is one
+	// setting for the node because the device library sets data QoS per
+	// directly connected device or gateway (device.WithDataQoS), and all the
+	// node's devices share it.
+	Delivery string `koanf:"delivery"`
 	// Models are device model files (JSON) to use instead of asking the
 	// cloud; the bindings are checked against them before anything starts.
 	Models  []string       `koanf:"models"`
@@ -512,6 +530,9 @@ func (c *Config) applyDefaults() {
 	if c.Mode == "" {
 		c.Mode = ModeDirect
 	}
+	if c.Delivery == "" {
+		c.Delivery = DefaultDelivery
+	}
 	if c.Logging.Level == "" {
 		c.Logging.Level = DefaultLogLevel
 	}
@@ -572,6 +593,10 @@ func (c *Config) Validate(drivers map[string]driver, envPass string) error {
 	if c.Mode != ModeDirect && c.Mode != ModeGateway {
 		ps.add("mode", "unknown mode %q (expected %s or %s)", c.Mode, ModeDirect, ModeGateway)
 	}
+	if _, ok := dataReliability(c.Delivery); !ok {
+		ps.add("delivery", "unknown delivery %q (expected %s, which keeps every value on disk until the cloud has it, or %s, which keeps values in memory only)",
+			c.Delivery, DeliveryGuaranteed, DeliveryBestEffort)
+	}
 	for i, f := range c.Models {
 		checkFile(&ps, fmt.Sprintf("models[%d]", i), f, "a device model file (JSON)")
 	}
@@ -582,6 +607,17 @@ func (c *Config) Validate(drivers map[string]driver, envPass string) error {
 	c.validateMetrics(&ps)
 	c.validateDevices(&ps, drivers)
 	return ps.err(c.file)
+}
+
+// dataReliability maps a Delivery value to the reliability of DATA messages.
+func dataReliability(delivery string) (message.Reliability, bool) {
+	switch delivery {
+	case DeliveryGuaranteed:
+		return message.GuaranteedDelivery, true
+	case DeliveryBestEffort:
+		return message.BestEffort, true
+	}
+	return message.BestEffort, false
 }
 
 // checkFile reports whether path is a readable regular file, adding a

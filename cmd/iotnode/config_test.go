@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/iotnode/iotnode/domain/message"
 )
 
 // validConfig is a config that passes, for the cases to break.
@@ -48,7 +50,7 @@ func TestConfigProblems(t *testing.T) {
 			yaml: strings.Replace(validConfig, "    driver: sim\n", "    driver: sim\n    sampling: 5s\n", 1) + "colour: red\n",
 			want: `iotnode run: config DIR/iotnode.yaml has 2 problems:
   devices[0].sampling: unknown key (expected one of actions, bindings, driver, hardware_id, metadata, model, name, offer, sample_interval, settings, writes)
-  colour: unknown key (expected one of data_dir, devices, logging, metrics, mode, models, outbox, passphrase_file, provisioning_file, transport)
+  colour: unknown key (expected one of data_dir, delivery, devices, logging, metrics, mode, models, outbox, passphrase_file, provisioning_file, transport)
 `,
 		},
 		{
@@ -104,9 +106,9 @@ metrics: {listen: "0.0.0.0:9100"}
 `,
 			env: []string{"IOTNODE_COLOR=blue"},
 			want: `iotnode run: config DIR/iotnode.yaml has 13 problems:
-  environment variable IOTNODE_COLOR: no such setting (expected one of IOTNODE_DATA_DIR, IOTNODE_LOGGING__FORMAT, IOTNODE_LOGGING__LEVEL, IOTNODE_METRICS__ALLOW_REMOTE, IOTNODE_METRICS__LISTEN, IOTNODE_MODE, IOTNODE_OUTBOX__MAX_BYTES, IOTNODE_PASSPHRASE_FILE, IOTNODE_PROVISIONING_FILE, IOTNODE_TRANSPORT)
+  environment variable IOTNODE_COLOR: no such setting (expected one of IOTNODE_DATA_DIR, IOTNODE_DELIVERY, IOTNODE_LOGGING__FORMAT, IOTNODE_LOGGING__LEVEL, IOTNODE_METRICS__ALLOW_REMOTE, IOTNODE_METRICS__LISTEN, IOTNODE_MODE, IOTNODE_OUTBOX__MAX_BYTES, IOTNODE_PASSPHRASE_FILE, IOTNODE_PROVISIONING_FILE, IOTNODE_TRANSPORT)
   devices[0].sample_interval: expected a duration such as 10s or 1m30s, got "fast"
-  colour: unknown key (expected one of data_dir, devices, logging, metrics, mode, models, outbox, passphrase_file, provisioning_file, transport)
+  colour: unknown key (expected one of data_dir, delivery, devices, logging, metrics, mode, models, outbox, passphrase_file, provisioning_file, transport)
   provisioning_file: DIR/nope.prov does not exist (expected the device's provisioning file)
   passphrase_file: no passphrase: set passphrase_file to a file whose first line is the passphrase, or the environment variable IOTNODE_PASSPHRASE (never a command-line argument)
   logging.level: unknown level "loud" (expected one of debug, info, warn, error)
@@ -131,6 +133,17 @@ metrics: {listen: "0.0.0.0:9100"}
   transport: unknown transport "mqtt" (expected auto, which follows the provisioning file's server URI, or https)
   mode: unknown mode "mesh" (expected directly_connected or gateway)
 `,
+		},
+		{
+			name: "unknown delivery",
+			yaml: validConfig + "delivery: exactly_once\n",
+			want: "iotnode run: config DIR/iotnode.yaml: delivery: unknown delivery \"exactly_once\" (expected guaranteed, which keeps every value on disk until the cloud has it, or best_effort, which keeps values in memory only)\n",
+		},
+		{
+			name: "unknown delivery from the environment",
+			yaml: validConfig,
+			env:  []string{"IOTNODE_DELIVERY=GUARANTEED"},
+			want: "iotnode run: config DIR/iotnode.yaml: delivery: unknown delivery \"GUARANTEED\" (expected guaranteed, which keeps every value on disk until the cloud has it, or best_effort, which keeps values in memory only)\n",
 		},
 	}
 	for _, tt := range tests {
@@ -243,7 +256,7 @@ func TestExampleConfig(t *testing.T) {
 	if !strings.Contains(string(data), string(exampleText)) {
 		t.Errorf("docs/config.md does not show examples/iotnode.yaml as it is")
 	}
-	for _, key := range []string{"provisioning_file", "passphrase_file", "data_dir", "transport", "mode", "models", "devices",
+	for _, key := range []string{"provisioning_file", "passphrase_file", "data_dir", "transport", "mode", "delivery", "guaranteed", "best_effort", "models", "devices",
 		"hardware_id", "metadata", "driver", "settings", "sample_interval", "offer", "bindings", "writes", "actions",
 		"scale", "offset", "max_bytes", "logging", "levels", "format", "metrics", "listen", "allow_remote", "waveform",
 		"fail_every", "IOTNODE_PASSPHRASE"} {
@@ -251,5 +264,34 @@ func TestExampleConfig(t *testing.T) {
 		if !strings.Contains(reference, key) {
 			t.Errorf("docs/config.md does not document %s", key)
 		}
+	}
+}
+
+// delivery maps to the reliability of the devices' DATA messages, guaranteed
+// when absent.
+func TestDelivery(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       message.Reliability
+	}{
+		{"absent", validConfig, message.GuaranteedDelivery},
+		{"guaranteed", validConfig + "delivery: guaranteed\n", message.GuaranteedDelivery},
+		{"best effort", validConfig + "delivery: best_effort\n", message.BestEffort},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := configDir(t)
+			c, err := loadConfig(write(t, dir, "iotnode.yaml", tt.yaml), nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.applyDefaults()
+			if err := c.Validate(builtinDrivers(driverDeps{clock: systemClock{}}), ""); err != nil {
+				t.Fatal(err)
+			}
+			if got, ok := dataReliability(c.Delivery); !ok || got != tt.want {
+				t.Errorf("delivery %q: reliability %s (known %v), want %s", c.Delivery, got, ok, tt.want)
+			}
+		})
 	}
 }

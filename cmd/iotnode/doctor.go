@@ -296,7 +296,17 @@ func (d *doctor) checkSkew(ctx context.Context) {
 		d.ok("clock-skew", "the server sent no Date header: skew unknown")
 		return
 	}
-	skew := local.Sub(server).Round(time.Second)
+	// Date has whole seconds: the server's clock read between server and
+	// server+1s, so the skew is local's distance from that second (a
+	// plain difference reads 1s off a clock that is right half the time).
+	skew := local.Sub(server)
+	switch {
+	case skew >= time.Second:
+		skew -= time.Second
+	case skew > 0:
+		skew = 0
+	}
+	skew = skew.Round(time.Second)
 	if skew > maxClockSkew || skew < -maxClockSkew {
 		d.fail("clock-skew", fmt.Sprintf("this clock is %s off the server's (%s here, %s there)", skew, local.UTC().Format(time.RFC3339), server.UTC().Format(time.RFC3339)),
 			"synchronise the clock with NTP (timedatectl set-ntp true)")

@@ -18,6 +18,7 @@ import (
 	"github.com/iotnode/iotnode/adapters/fsstore"
 	httpadapter "github.com/iotnode/iotnode/adapters/http"
 	"github.com/iotnode/iotnode/device"
+	"github.com/iotnode/iotnode/domain/message"
 	"github.com/iotnode/iotnode/domain/model"
 	"github.com/iotnode/iotnode/ports"
 )
@@ -162,7 +163,11 @@ func openNode(cfg *Config, deps nodeDeps) (n *node, err error) {
 		Trust: n.trust, Messenger: n.cloud, Activator: n.cloud, Models: n.cloud,
 		ModelStore: n.models, Outbox: n.outbox, Clock: deps.clock, Logger: deps.logger, DataDir: cfg.DataDir,
 	}
-	opts := append([]device.Option{device.WithCloseTimeout(shutdownGrace)}, deps.deviceOptions...)
+	// Validate accepted cfg.Delivery; data keeps the library's priority (LOW)
+	// so that alerts and responses go first.
+	reliability, _ := dataReliability(cfg.Delivery)
+	opts := append([]device.Option{device.WithCloseTimeout(shutdownGrace), device.WithDataQoS(message.PriorityLow, reliability)},
+		deps.deviceOptions...)
 	if cfg.Mode == ModeGateway {
 		n.gateway, err = device.NewGatewayDevice(dc, opts...)
 		if n.gateway != nil {

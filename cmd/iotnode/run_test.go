@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/iotnode/iotnode/adapters/fsstore"
 	"github.com/iotnode/iotnode/cloud/api"
+	"github.com/iotnode/iotnode/cloud/client"
 	"github.com/iotnode/iotnode/domain/model"
 	"github.com/iotnode/iotnode/ports"
 )
@@ -25,6 +27,7 @@ const runConfig = `
 provisioning_file: device.prov
 passphrase_file: passphrase
 data_dir: data
+delivery: guaranteed
 devices:
   - name: light
     model: urn:com:example:iot:device:light_switch
@@ -52,7 +55,8 @@ type running struct {
 // TestRun runs a node against an in-process cloud: it activates, reports,
 // obeys a set and an action, answers a set its output cannot apply with the
 // driver's error (500), survives a failing sensor, serves metrics and stops
-// within the shutdown grace on cancel with an empty outbox.
+// within the shutdown grace on cancel with an empty outbox. With delivery:
+// guaranteed, its attribute data reaches the cloud as GUARANTEED_DELIVERY.
 //
 // It runs alone (not parallel) so that it can check that the node left no
 // goroutine behind.
@@ -129,6 +133,28 @@ func TestRun(t *testing.T) {
 	}
 	if got, ok := rn.n.devices[0].vd.Get("power"); !ok || !got.Bool() {
 		t.Errorf("power is %v after the failed set, want true", got)
+	}
+
+	// delivery: guaranteed makes every DATA message (samples and the echo
+	// of the cloud's set) GUARANTEED_DELIVERY.
+	list, err := c.cl.Messages(ctx, client.MessageQuery{Source: ep, Type: "DATA", Oldest: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) == 0 {
+		t.Error("the cloud stored no DATA message of the light")
+	}
+	for _, sm := range list.Items {
+		var w struct {
+			ClientID    string `json:"clientId"`
+			Reliability string `json:"reliability"`
+		}
+		if err := json.Unmarshal(sm.Message, &w); err != nil {
+			t.Fatal(err)
+		}
+		if w.Reliability != "GUARANTEED_DELIVERY" {
+			t.Errorf("DATA message %s: reliability %s, want GUARANTEED_DELIVERY (delivery: guaranteed)", w.ClientID, w.Reliability)
+		}
 	}
 
 	metrics := scrape(t, rn.metrics)

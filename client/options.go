@@ -88,9 +88,10 @@ func WithKDFIterations(n int) Option {
 	return func(o *options) { o.kdfIterations = n }
 }
 
-// WithOutboxLimits bounds the durable outbox: guaranteed is the bytes of
-// GUARANTEED_DELIVERY messages kept on disk (Add fails when they do not
-// fit), other the bytes of other messages kept in memory (the oldest are
+// WithOutboxLimits bounds the durable outbox: guaranteed is the size in
+// bytes of the outbox directory on disk, where GUARANTEED_DELIVERY messages
+// wait (records, their framing and the reserve file; Add fails when they do
+// not fit; see fsstore.OutboxOptions.MaxBytes), other the bytes of other messages kept in memory (the oldest are
 // dropped, and counted, when they do not fit). 0 keeps a default
 // (fsstore.DefaultOutboxMaxBytes, fsstore.DefaultOutboxMaxMemoryBytes).
 func WithOutboxLimits(guaranteed int64, other int) Option {

@@ -313,9 +313,11 @@ func ExampleVirtualDevice_SetAttributeHandler() {
 	fmt.Println("power after the refused set:", power)
 	cloud.push("r2", "PATCH", "deviceModels/"+lightURN+"/attributes", `{"power":true,"brightness":60}`)
 	<-done
+	// OnChange runs before the set is committed (a callback can still fail
+	// it); Close waits until the request is done.
+	dev.Close(context.Background())
 	power, _ = light.Get("power")
 	fmt.Println("power after the applied set:", power)
-	dev.Close(context.Background())
 	cloud.print()
 	// Output:
 	// set attribute handler: attribute "lastPressed": read-only in device model "urn:com:example:iot:device:light_switch", the cloud cannot set it

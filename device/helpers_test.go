@@ -68,6 +68,7 @@ type fakeCloud struct {
 	mu         sync.Mutex
 	batches    [][]message.Message // accepted
 	sendCalls  int
+	sendTimes  []time.Time                   // of every send attempt (on the bubble's clock in synctest)
 	sendErrs   []error                       // next send attempts fail with these, in order
 	sendErr    func([]message.Message) error // consulted when sendErrs is empty
 	sendDelay  time.Duration                 // every send waits this long before its answer (a hanging cloud, a transport timeout); ctx cuts it short
@@ -114,6 +115,7 @@ func (c *fakeCloud) Exchange(ctx context.Context, msgs []message.Message, accept
 	c.mu.Lock()
 	if len(msgs) > 0 {
 		c.sendCalls++
+		c.sendTimes = append(c.sendTimes, time.Now())
 		var err error
 		switch {
 		case len(c.sendErrs) > 0:

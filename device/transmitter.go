@@ -206,7 +206,8 @@ func (t *transmitter) retry(b ports.Batch) {
 // refused handles a permanent error: the message the cloud named, or the
 // only one, is dead-lettered; when the cloud named none in a larger batch,
 // the batch goes back and the next batches are half as large, until the
-// refused message travels alone.
+// refused message travels alone. The messages that go back count as
+// retried: they are sent again.
 func (t *transmitter) refused(b ports.Batch, err error) {
 	n := len(b.Messages)
 	index := -1
@@ -219,13 +220,14 @@ func (t *transmitter) refused(b ports.Batch, err error) {
 	case n == 1:
 		index = 0
 	default:
-		t.end(b, nil)
+		t.retry(b)
 		t.limit = max(n/2, 1)
 		t.log.Warn("the cloud refused a batch without naming the message; sending smaller batches to find it",
 			"messages", n, "error", err)
 		return
 	}
 	t.end(b, []int{index})
+	t.p.dev.stats.retried.Add(uint64(n - 1))
 	dead := b.Messages[index]
 	t.p.dev.stats.deadLettered.Add(1)
 	t.log.Error("message refused by the cloud for good; dead-lettered", "client_id", dead.ClientID,

@@ -23,7 +23,7 @@ import (
 
 // Defaults of OutboxOptions.
 const (
-	DefaultOutboxMaxBytes       = 64 << 20 // guaranteed messages, on disk
+	DefaultOutboxMaxBytes       = 64 << 20 // the outbox directory, on disk
 	DefaultOutboxMaxMemoryBytes = 4 << 20  // other messages, in memory
 )
 
@@ -35,8 +35,11 @@ const (
 	// Segment sizes: MaxBytes/16 within these bounds.
 	minSegmentBytes = 64 << 10
 	maxSegmentBytes = 4 << 20
-	lockFileName    = "LOCK"
-	reserveFileName = "RESERVE"
+	// maxCompactionsPerAdd bounds the compactions one Add that does not fit
+	// asks for before it fails with ErrOutboxFull.
+	maxCompactionsPerAdd = 64
+	lockFileName         = "LOCK"
+	reserveFileName      = "RESERVE"
 	// minReserveBytes bounds the reserve file from below; it is
 	// segment/32 otherwise, room for the acknowledgements that empty a
 	// segment when delivered in batches of ten or more.
@@ -47,11 +50,26 @@ const (
 
 // OutboxOptions configures OpenOutbox. The zero value gives the defaults.
 type OutboxOptions struct {
-	// MaxBytes bounds the GUARANTEED_DELIVERY messages held, counted as
-	// their encoded JSON (message.EncodedSize); 0 means
-	// DefaultOutboxMaxBytes. The log on disk is larger: 22 bytes of framing
-	// per message, acknowledgements, and space of delivered messages not
-	// reclaimed yet (see Outbox).
+	// MaxBytes bounds the outbox directory on disk: the log's segments
+	// (every record in them: messages with their 22 bytes of framing,
+	// acknowledgements, segment headers, delivered messages not reclaimed
+	// yet) and the reserve file. 0 means DefaultOutboxMaxBytes; it must be
+	// larger than the reserve file (max(4 KiB, segment size/32), segments
+	// being MaxBytes/16 within 64 KiB..4 MiB).
+	//
+	// The bound, exactly: an Add whose records would take the log past
+	// MaxBytes − the reserve − one segment header fails with
+	// ports.ErrOutboxFull. Acknowledgements are never refused (delivering
+	// must always be possible) and compaction copies records before it
+	// deletes their old segment, so the log may pass that line by a little;
+	// Stats().DiskBytes + Stats().ReserveBytes ≤ MaxBytes + one segment
+	// holds at every moment (TestOutboxDiskBound checks it after every call
+	// of workloads that fill the bound many times over). The messages that
+	// fit are the bound less what delivered messages still occupy: all of
+	// it while the cloud is down (nothing is delivered); when deliveries
+	// leave holes, compaction reclaims them until the messages held take
+	// four fifths of the room at least (not counting the segment appended
+	// to; see Outbox).
 	MaxBytes int64
 	// MaxMemoryBytes bounds the other messages (BEST_EFFORT, NO_GUARANTEE),
 	// counted the same way; 0 means DefaultOutboxMaxMemoryBytes.
@@ -75,10 +93,18 @@ type OutboxStats struct {
 	Queued      int64 // messages held, both classes, open batches included
 	QueuedBytes int64 // their encoded JSON bytes
 	Guaranteed  int64 // GUARANTEED_DELIVERY messages held (on disk, or being written)
-	// GuaranteedBytes counts Guaranteed's encoded JSON bytes against MaxBytes.
+	// GuaranteedBytes counts Guaranteed's encoded JSON bytes; on disk each
+	// record takes 22 bytes more (MaxBytes bounds DiskBytes, not these).
 	GuaranteedBytes int64
 	InFlight        int64 // messages in open batches (taken by Begin, not yet ended)
 	Dropped         int64 // non-guaranteed messages dropped for room since OpenOutbox
+	// DroppedUnconfirmed counts those of Dropped that had been handed out
+	// in a batch before (End put them back): the send failed, but a failure
+	// after the cloud stored them (a reset, a lost answer) looks the same,
+	// so the cloud may have them. The messages lost are therefore at least
+	// Dropped-DroppedUnconfirmed and at most Dropped; exactly Dropped when
+	// this is 0.
+	DroppedUnconfirmed int64
 	// Corrupt counts the records found damaged and skipped since
 	// OpenOutbox (on open, by Begin, or when compacting): a checksum that
 	// fails, a message that does not decode. Each is logged.
@@ -91,9 +117,12 @@ type OutboxStats struct {
 	// OpenOutbox; concurrent Adds and Ends share them (group commit), so
 	// it is smaller than their number under load.
 	Commits int64
-	// DiskBytes is the size of the log's segment files (the reserve file
-	// adds max(4 KiB, segment size/32) besides).
-	DiskBytes int64
+	// DiskBytes is the size of the log's segment files; ReserveBytes that
+	// of the reserve file (0 while a full disk has it given back). Their
+	// sum is what the outbox directory holds, bounded by MaxBytes + one
+	// segment (see OutboxOptions.MaxBytes).
+	DiskBytes    int64
+	ReserveBytes int64
 }
 
 // Outbox is the durable ports.Outbox: GUARANTEED_DELIVERY messages in an
@@ -133,15 +162,24 @@ type OutboxStats struct {
 // record is (about 60 bytes of memory per guaranteed message held), and
 // reads adjacent records with one read.
 //
-// Space: a segment is deleted once every message in it was delivered (the
-// oldest first, which is the common case when a backlog drains). When
-// delivered messages scattered over many segments hold more space than the
-// messages still queued (and more than two segments), the segment with the
-// most such space is compacted: its queued records are copied to the end
-// of the log and it is deleted. So the log stays below
+// Space: the directory stays within MaxBytes + one segment (see
+// OutboxOptions.MaxBytes); segments are MaxBytes/16 (64 KiB..4 MiB). A
+// segment is deleted once every message in it was delivered (the oldest
+// first, which is the common case when a backlog drains). When delivered
+// messages scattered over many segments hold more space than the messages
+// still queued (and more than two segments), or the log is within a
+// segment of its bound, the segment with the most such space is compacted:
+// its queued records are copied to the end of the log and it is deleted.
+// Under the bound's pressure a segment qualifies when a fifth of it at
+// least is delivered (compacting writes at most four bytes per byte it
+// frees) and its copies fit below MaxBytes + one segment. An Add that does
+// not fit first asks for such compactions (sealing the segment appended
+// to, when it qualifies, so that a bound smaller than a segment works
+// too), and fails with ports.ErrOutboxFull only when they cannot make
+// room. So the log also stays below
 // 2 × (held JSON + 22 bytes per message) + 3 segments; with nothing
 // delivered (the cloud down) it is the held JSON + 22 bytes per message +
-// the acknowledgements, in segments of MaxBytes/16 (64 KiB..4 MiB).
+// a 37-byte header per segment.
 //
 // A full disk: Add fails with the write's error (wrapping ENOSPC) and adds
 // nothing; the partial write is cut off. End keeps working: when its write
@@ -177,7 +215,7 @@ type Outbox struct {
 	fsys     FS
 	log      *slog.Logger
 	noSync   bool
-	maxG     int64
+	maxG     int64 // MaxBytes: the directory's bound
 	maxMem   int64
 	segBytes int64
 	lock     io.Closer
@@ -207,6 +245,10 @@ type Outbox struct {
 	stats    OutboxStats
 	memBytes int64  // non-guaranteed bytes held, open batches included
 	voids    []*rec // corrupt records found by Begin, to acknowledge in the next write
+	// admitted counts the record bytes of Adds admitted against the bound
+	// and not written yet; compactable what compacting the segments that
+	// qualify under pressure would free (set by the leader after a write).
+	admitted, compactable int64
 }
 
 // writer is the state of the log's writing side.
@@ -311,6 +353,10 @@ func OpenOutbox(path string, opts OutboxOptions) (*Outbox, error) {
 	if o.segBytes == 0 {
 		o.segBytes = min(max(o.maxG/16, minSegmentBytes), maxSegmentBytes)
 	}
+	if o.maxG <= o.reserveBytes()+segHeaderSize {
+		return nil, fmt.Errorf("outbox %s: MaxBytes %d: want more than %d, the reserve file's %d bytes and a segment header",
+			path, opts.MaxBytes, o.reserveBytes()+segHeaderSize, o.reserveBytes())
+	}
 	if err := o.fsys.MkdirAll(path, 0o700); err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) && errors.Is(err, syscall.ENOTDIR) && filepath.Clean(pe.Path) == filepath.Clean(path) {
@@ -339,6 +385,7 @@ func OpenOutbox(path string, opts OutboxOptions) (*Outbox, error) {
 			break
 		}
 	}
+	o.updateCompactable()
 	if err := o.ensureReserve(); err != nil {
 		o.log.Warn("the disk is full: guaranteed messages are refused until there is room", "path", o.path, "error", err.Error())
 	}
@@ -347,6 +394,11 @@ func OpenOutbox(path string, opts OutboxOptions) (*Outbox, error) {
 
 // reserveBytes is the size of the reserve file.
 func (o *Outbox) reserveBytes() int64 { return max(minReserveBytes, o.segBytes/32) }
+
+// room returns the bytes the log's records may take when Adds are
+// admitted: the bound less the reserve file and the header of the segment
+// the write may start.
+func (o *Outbox) room() int64 { return o.maxG - o.reserveBytes() - segHeaderSize }
 
 // ensureReserve creates the reserve file, unless it exists: room that a
 // full disk gives back for acknowledgements (see write). While it is
@@ -372,6 +424,9 @@ func (o *Outbox) ensureReserve() error {
 		return fmt.Errorf("write %s: %w", reserveFileName, unwrapPath(err))
 	}
 	o.w.reserve = true
+	o.mu.Lock()
+	o.stats.ReserveBytes = o.reserveBytes()
+	o.mu.Unlock()
 	return nil
 }
 
@@ -386,6 +441,9 @@ func (o *Outbox) freeReserve() bool {
 		o.log.Warn("cannot delete the outbox's reserve file", "path", o.path, "error", err.Error())
 		return false
 	}
+	o.mu.Lock()
+	o.stats.ReserveBytes = 0
+	o.mu.Unlock()
 	o.log.Warn("the disk is full: writing acknowledgements into the outbox's reserved space", "path", o.path)
 	return true
 }
@@ -621,9 +679,11 @@ type pendingMsg struct {
 // queued for the disk, Add waits for the write (disk I/O only), so that its
 // answer is exact: nil means every guaranteed message is on disk; an error
 // means none of the messages was added. Errors: a message that cannot be
-// encoded (naming its index and field), ports.ErrOutboxFull,
-// ports.ErrClosed, ctx's error, or the write that failed (a full disk, a
-// failed fsync: later Adds try again, nothing needs repair).
+// encoded (naming its index and field), ports.ErrOutboxFull (the records
+// do not fit in MaxBytes, even after compacting what can be: see
+// OutboxOptions.MaxBytes), ports.ErrClosed, ctx's error, or the write that
+// failed (a full disk, a failed fsync: later Adds try again, nothing needs
+// repair).
 func (o *Outbox) Add(ctx context.Context, msgs ...message.Message) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("outbox add: %w", err)
@@ -660,22 +720,39 @@ func (o *Outbox) Add(ctx context.Context, msgs ...message.Message) (int, error) 
 		gBytes += int64(size)
 	}
 
-	// Reserve room for the guaranteed messages before writing them, so that
-	// concurrent Adds cannot overshoot the bound together.
-	o.mu.Lock()
-	if o.closed {
-		o.mu.Unlock()
-		return 0, fmt.Errorf("outbox add: %s: %w", o.path, ports.ErrClosed)
+	// Reserve room for the guaranteed messages' records before writing
+	// them, so that concurrent Adds cannot overshoot the bound together.
+	need := gBytes + gCount*recordOverhead
+	if need > o.room() {
+		return 0, fmt.Errorf("outbox add: %d guaranteed message(s) take %d bytes on disk: want at most %d "+
+			"(MaxBytes %d less the %d-byte reserve file and a %d-byte segment header): %w",
+			gCount, need, o.room(), o.maxG, o.reserveBytes(), segHeaderSize, ports.ErrOutboxFull)
 	}
-	if gCount > 0 && o.stats.GuaranteedBytes+gBytes > o.maxG {
-		held := o.stats.GuaranteedBytes
-		o.mu.Unlock()
-		if gBytes > o.maxG {
-			return 0, fmt.Errorf("outbox add: %d bytes of guaranteed messages exceed the whole bound of %d bytes: %w",
-				gBytes, o.maxG, ports.ErrOutboxFull)
+	for compactions := 0; ; compactions++ {
+		o.mu.Lock()
+		if o.closed {
+			o.mu.Unlock()
+			return 0, fmt.Errorf("outbox add: %s: %w", o.path, ports.ErrClosed)
 		}
-		return 0, fmt.Errorf("outbox add: %d bytes of guaranteed messages do not fit: %d of %d bytes held: %w",
-			gBytes, held, o.maxG, ports.ErrOutboxFull)
+		if gCount == 0 || o.stats.DiskBytes+o.admitted+need <= o.room() {
+			break // o.mu held
+		}
+		if o.compactable < need || compactions >= maxCompactionsPerAdd {
+			held, used := o.stats.Guaranteed, o.stats.DiskBytes+o.admitted+o.stats.ReserveBytes
+			o.mu.Unlock()
+			return 0, fmt.Errorf("outbox add: %d guaranteed message(s) (%d bytes on disk) do not fit: the outbox %s holds %d in %d of its %d bytes: %w",
+				gCount, need, o.path, held, used, o.maxG, ports.ErrOutboxFull)
+		}
+		// Delivered messages hold room a compaction gives back: ask the
+		// writer for one, then try again.
+		o.busy.Add(1)
+		o.mu.Unlock()
+		err := o.commit(&commitReq{compact: true, wake: make(chan struct{}, 1)})
+		o.busy.Done()
+		if err != nil {
+			return 0, fmt.Errorf("outbox add: %d guaranteed message(s) do not fit (%w), and compacting %s to make room failed: %w",
+				gCount, ports.ErrOutboxFull, o.path, err)
+		}
 	}
 	if gCount == 0 {
 		defer o.mu.Unlock()
@@ -687,13 +764,15 @@ func (o *Outbox) Add(ctx context.Context, msgs ...message.Message) (int, error) 
 	o.stats.GuaranteedBytes += gBytes
 	o.stats.Queued += gCount
 	o.stats.QueuedBytes += gBytes
+	o.admitted += need
 	o.busy.Add(1)
 	o.mu.Unlock()
 	defer o.busy.Done()
 
-	req := &commitReq{msgs: msgs, pend: pend, wake: make(chan struct{}, 1)}
+	req := &commitReq{msgs: msgs, pend: pend, admitted: need, wake: make(chan struct{}, 1)}
 	if err := o.commit(req); err != nil {
 		o.mu.Lock()
+		o.admitted -= req.admitted
 		o.stats.Guaranteed -= gCount
 		o.stats.GuaranteedBytes -= gBytes
 		o.stats.Queued -= gCount
@@ -755,6 +834,7 @@ func (o *Outbox) shed() int {
 			case bi >= 0 && (len(l.mem) == 0 || l.back[bi].seq < l.mem[0].seq):
 				victim = l.back[bi]
 				l.back = slices.Delete(l.back, bi, bi+1)
+				o.stats.DroppedUnconfirmed++ // sent before: the cloud may have it
 			case len(l.mem) > 0:
 				victim = l.mem[0]
 				l.mem[0] = item{} // let the message be collected
@@ -781,6 +861,8 @@ func (o *Outbox) shed() int {
 type commitReq struct {
 	msgs     []message.Message
 	pend     []pendingMsg
+	admitted int64         // record bytes counted in Outbox.admitted; the write that applies them zeroes it
+	compact  bool          // an Add that does not fit asks for a compaction
 	acks     []*rec        // delivered guaranteed messages
 	firstSeq uint64        // set by the commit: the number of msgs[0], the others follow
 	dropped  int           // set by the commit: non-guaranteed messages dropped
@@ -875,13 +957,24 @@ func (o *Outbox) write(round []*commitReq) error {
 	if len(round) == 0 && len(voids) == 0 && refused != nil {
 		return refused
 	}
+	defer o.updateCompactable()
+	forced := slices.ContainsFunc(round, func(q *commitReq) bool { return q.compact })
+	if n := len(w.segs); forced && n > 0 && !w.sealed && compactable(w.segs[n-1], o.headroom()) {
+		// The segment appended to holds the room: seal it, so that this
+		// round compacts it (or deletes it, when it is the oldest and fully
+		// delivered). A bound smaller than a segment relies on this.
+		w.sealed = true
+	} else if forced && len(voids) == 0 && len(w.voidSeqs) == 0 && o.pickVictim(true) == nil &&
+		!slices.ContainsFunc(round, func(q *commitReq) bool { return len(q.msgs) > 0 || len(q.acks) > 0 }) {
+		return nil // nothing to write, nothing worth compacting
+	}
 
 	if n := len(w.segs); n == 0 || w.sealed || w.segs[n-1].size >= o.segBytes {
 		if err := o.newSegment(); err != nil {
 			return o.fail(round, voids, err)
 		}
 	}
-	pl := o.prepare(round, voids, true)
+	pl := o.prepare(round, voids, true, forced)
 	if len(pl.buf) == 0 {
 		return nil
 	}
@@ -889,7 +982,7 @@ func (o *Outbox) write(round []*commitReq) error {
 	if err != nil && errors.Is(err, syscall.ENOSPC) && !w.sealed && delivers(round, voids) && o.freeReserve() {
 		// The failed write's own messages (now in w.voidSeqs) are
 		// acknowledged too, in case some of them stayed on disk.
-		acksOnly := o.prepare(nil, voids, false)
+		acksOnly := o.prepare(nil, voids, false, false)
 		acksOnly.acks = sortedUnique(slices.Concat(pl.acks, w.voidSeqs))
 		acksOnly.buf = appendAckFrame(acksOnly.buf, acksOnly.acks)
 		if o.flush(acksOnly) == nil {
@@ -952,8 +1045,9 @@ func (o *Outbox) fail(round []*commitReq, voids []*rec, err error) error {
 }
 
 // prepare builds the bytes of a round (with everything but the
-// acknowledgement frame when full is false: the caller adds it).
-func (o *Outbox) prepare(round []*commitReq, voids []*rec, full bool) *roundPlan {
+// acknowledgement frame when full is false: the caller adds it). forced
+// asks for a compaction whenever one frees room (pickVictim).
+func (o *Outbox) prepare(round []*commitReq, voids []*rec, full, forced bool) *roundPlan {
 	w := &o.w
 	act := w.segs[len(w.segs)-1]
 	pl := &roundPlan{act: act, base: act.size, buf: w.buf[:0], voids: voids}
@@ -963,7 +1057,7 @@ func (o *Outbox) prepare(round []*commitReq, voids []*rec, full bool) *roundPlan
 	if !full {
 		return pl
 	}
-	if victim := o.pickVictim(); victim != nil {
+	if victim := o.pickVictim(forced); victim != nil {
 		pl.cp = o.planCompaction(victim)
 	}
 	if pl.cp != nil {
@@ -1065,6 +1159,8 @@ func (o *Outbox) apply(pl *roundPlan, round []*commitReq) {
 		for _, q := range round {
 			if len(q.msgs) > 0 {
 				q.dropped = o.addToMemory(q.msgs, q.pend, func(k int) uint64 { return q.firstSeq + uint64(k) })
+				o.admitted -= q.admitted // in DiskBytes now
+				q.admitted = 0
 			}
 		}
 	}
@@ -1231,20 +1327,25 @@ type frameRef struct {
 }
 
 // pickVictim returns the segment to compact in this round, or nil: a
-// damaged one, else (when delivered messages hold more than the queued
-// ones and more than two segments) the one with the most delivered bytes.
-// Fully delivered segments at the front are deleted without it.
-func (o *Outbox) pickVictim() *segment {
+// damaged one, else the one with the most delivered bytes when delivered
+// messages hold more than the queued ones and more than two segments, or
+// when the log is within a segment of its bound (or forced: an Add does
+// not fit). Near the bound (or forced), only a segment at least half
+// delivered qualifies: its copies then take less room than its deletion
+// frees, so that compacting never takes the directory past MaxBytes + one
+// segment. Fully delivered segments at the front are deleted without it.
+func (o *Outbox) pickVictim(forced bool) *segment {
 	w := &o.w
 	if len(w.segs) < 2 {
 		return nil
 	}
 	sealed := w.segs[:len(w.segs)-1]
 	var garbage, live int64
-	var best *segment
+	var best, bestUnder *segment // the most delivered bytes; among those that qualify under pressure
 	for _, s := range w.segs {
 		live += s.live
 	}
+	headroom := o.headroom()
 	for _, s := range sealed {
 		if s.unusable {
 			continue
@@ -1256,11 +1357,56 @@ func (o *Outbox) pickVictim() *segment {
 		if best == nil || s.size-s.live > best.size-best.live {
 			best = s
 		}
+		if compactable(s, headroom) && (bestUnder == nil || s.size-s.live > bestUnder.size-bestUnder.live) {
+			bestUnder = s
+		}
 	}
-	if best == nil || garbage <= max(2*o.segBytes, live) {
+	o.mu.Lock()
+	pressure := o.stats.DiskBytes+o.admitted+o.reserveBytes()+o.segBytes > o.maxG
+	o.mu.Unlock()
+	switch {
+	case pressure || forced:
+		return bestUnder
+	case best == nil || garbage <= max(2*o.segBytes, live):
 		return nil
 	}
 	return best
+}
+
+// headroom returns how many bytes of copies a compaction may write now
+// without taking the directory past MaxBytes + one segment, keeping an
+// eighth of a segment for the acknowledgements written meanwhile.
+func (o *Outbox) headroom() int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.maxG + o.segBytes*7/8 - o.stats.DiskBytes - o.admitted - o.reserveBytes()
+}
+
+// compactable reports whether compacting s under the bound's pressure is
+// allowed and worth it: its copies fit in headroom, and delivered records
+// (and acknowledgements) take a fifth of it at least (so that compacting
+// writes at most four bytes per byte it frees) and more than its header
+// (which the segment that takes the copies has too).
+func compactable(s *segment, headroom int64) bool {
+	garbage := s.size - s.live
+	return !s.unusable && s.live <= headroom && 4*garbage >= s.live && garbage > segHeaderSize
+}
+
+// updateCompactable records what compacting every segment that qualifies
+// under pressure would free (the one appended to included: a forced round
+// seals it), for Adds that do not fit; the leader calls it after each
+// write.
+func (o *Outbox) updateCompactable() {
+	var n int64
+	headroom := o.headroom()
+	for _, s := range o.w.segs {
+		if compactable(s, headroom) {
+			n += s.size - s.live - segHeaderSize
+		}
+	}
+	o.mu.Lock()
+	o.compactable = n
+	o.mu.Unlock()
 }
 
 // planCompaction reads s and finds what must survive it: its queued

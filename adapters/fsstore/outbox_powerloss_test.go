@@ -264,6 +264,7 @@ func TestOutboxPowerLoss(t *testing.T) {
 					t.Fatalf("%s: %d corrupt records after a crash; want 0 (only torn tails)", name, st.Corrupt)
 				}
 				torn += int(st.Torn)
+				checkDiskBound(t, o3)
 				got := peek(t, o3)
 				r, u, d := verify(t, m, got, name)
 				recovered += r
@@ -287,6 +288,7 @@ func TestOutboxPowerLoss(t *testing.T) {
 				if st := o4.Stats(); st.Corrupt != 0 {
 					t.Fatalf("%s, then again: %d corrupt records", name, st.Corrupt)
 				}
+				checkDiskBound(t, o4)
 				got2 := peek(t, o4)
 				r2, _, _ := verify(t, m2, got2, name+", then again")
 				recovered2 += r2

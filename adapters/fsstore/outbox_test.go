@@ -107,6 +107,19 @@ func drain(t *testing.T, o *Outbox) string {
 	}
 }
 
+// diskBound returns the MaxBytes that holds the guaranteed messages of the
+// conformance suite's bound of jsonBytes (0: the default). The suite
+// bounds encoded JSON; MaxBytes bounds the directory: the reserve file, a
+// segment header and 22 bytes of framing per record more. A quarter more
+// than the JSON covers the framing of the suite's messages (about 200
+// bytes each) that fit, and not of one more.
+func diskBound(jsonBytes int) int64 {
+	if jsonBytes == 0 {
+		return 0
+	}
+	return minReserveBytes + segHeaderSize + int64(jsonBytes)*5/4
+}
+
 func TestOutboxConformance(t *testing.T) {
 	for _, tt := range []struct {
 		fs     string
@@ -115,7 +128,7 @@ func TestOutboxConformance(t *testing.T) {
 		t.Run(fmt.Sprintf("%s/nosync=%v", tt.fs, tt.noSync), func(t *testing.T) {
 			porttest.Outbox(t, func(t *testing.T, maxBytes int) ports.Outbox {
 				fsys, path := testFS(t, tt.fs)
-				return openOutbox(t, path, OutboxOptions{MaxBytes: int64(maxBytes), MaxMemoryBytes: maxBytes, NoSync: tt.noSync, FS: fsys})
+				return openOutbox(t, path, OutboxOptions{MaxBytes: diskBound(maxBytes), MaxMemoryBytes: maxBytes, NoSync: tt.noSync, FS: fsys})
 			})
 		})
 	}
@@ -145,7 +158,7 @@ func TestOutboxReopen(t *testing.T) {
 	disk := int64(len(appendHeaderFrame(nil, 0))) + 5*recordOverhead + gHeld + sizeOf(msg("g2", highest, g)) +
 		int64(len(appendAckFrame(nil, []uint64{3})))
 	want := OutboxStats{Queued: 6, QueuedBytes: gHeld + sizeOf(msg("b1", low, be), msg("n1", highest, ng)),
-		Guaranteed: 4, GuaranteedBytes: gHeld, InFlight: 2, Commits: 3, DiskBytes: disk}
+		Guaranteed: 4, GuaranteedBytes: gHeld, InFlight: 2, Commits: 3, DiskBytes: disk, ReserveBytes: 128 << 10}
 	if st := o.Stats(); st != want {
 		t.Fatalf("stats = %+v, want %+v", st, want)
 	}
@@ -175,7 +188,7 @@ func TestOutboxReopen(t *testing.T) {
 	}
 
 	o2 := openOutbox(t, path, OutboxOptions{})
-	want = OutboxStats{Queued: 4, QueuedBytes: gHeld, Guaranteed: 4, GuaranteedBytes: gHeld, DiskBytes: disk}
+	want = OutboxStats{Queued: 4, QueuedBytes: gHeld, Guaranteed: 4, GuaranteedBytes: gHeld, DiskBytes: disk, ReserveBytes: 128 << 10}
 	if st := o2.Stats(); st != want {
 		t.Fatalf("stats after reopen = %+v, want %+v", st, want)
 	}
@@ -238,26 +251,42 @@ func TestOutboxMaxBytesStopsLowerPriorities(t *testing.T) {
 func TestOutboxBounds(t *testing.T) {
 	ctx := t.Context()
 	t.Run("guaranteed back-pressure", func(t *testing.T) {
-		o := openOutbox(t, filepath.Join(t.TempDir(), "outbox"), OutboxOptions{MaxBytes: int64(3 * msgSize), NoSync: true})
+		// Room for the reserve file, three records, and two segment
+		// headers: the one written, and the one that Adds keep room for in
+		// case their write starts a new segment.
+		rec := int64(msgSize + recordOverhead)
+		bound := minReserveBytes + 2*segHeaderSize + 3*rec
+		path := filepath.Join(t.TempDir(), "outbox")
+		o := openOutbox(t, path, OutboxOptions{MaxBytes: bound, NoSync: true})
 		add(t, o, msg("g1", low, g), msg("g2", low, g))
 		_, err := o.Add(ctx, msg("g3", low, g), msg("g4", low, g), msg("b1", low, be))
-		want := fmt.Sprintf("outbox add: %d bytes of guaranteed messages do not fit: %d of %d bytes held: outbox full",
-			2*msgSize, 2*msgSize, 3*msgSize)
+		want := fmt.Sprintf("outbox add: 2 guaranteed message(s) (%d bytes on disk) do not fit: the outbox %s holds 2 in %d of its %d bytes: outbox full",
+			2*rec, path, minReserveBytes+segHeaderSize+2*rec, bound)
 		if errText(err) != want || !errors.Is(err, ports.ErrOutboxFull) {
 			t.Fatalf("Add over the bound = %v, want %s", err, want)
 		}
+		checkDiskBound(t, o)
 		big := msg("big", low, g)
 		big.Data.Fields[0].Value = strings.Repeat("x", 3*msgSize)
 		_, err = o.Add(ctx, big)
-		want = fmt.Sprintf("outbox add: %d bytes of guaranteed messages exceed the whole bound of %d bytes: outbox full",
-			message.EncodedSize(&big), 3*msgSize)
+		want = fmt.Sprintf("outbox add: 1 guaranteed message(s) take %d bytes on disk: want at most %d (MaxBytes %d less the 4096-byte reserve file and a 37-byte segment header): outbox full",
+			message.EncodedSize(&big)+recordOverhead, segHeaderSize+3*rec, bound)
 		if errText(err) != want || !errors.Is(err, ports.ErrOutboxFull) {
 			t.Fatalf("Add of a huge message = %v, want %s", err, want)
 		}
-		if got := drain(t, o); got != "g1 g2" {
-			t.Fatalf("contents = %s, want g1 g2 (nothing of the refused Adds)", got)
+		add(t, o, msg("g3", low, g)) // exactly full
+		checkDiskBound(t, o)
+		if st := o.Stats(); st.DiskBytes+st.ReserveBytes != bound-segHeaderSize {
+			t.Fatalf("a full outbox takes %d+%d bytes, want its bound %d less a segment header", st.DiskBytes, st.ReserveBytes, bound)
 		}
-		add(t, o, msg("g3", low, g), msg("g4", low, g), msg("g5", low, g)) // room again
+		if _, err := o.Add(ctx, msg("g4", low, g)); !errors.Is(err, ports.ErrOutboxFull) {
+			t.Fatalf("Add into a full outbox = %v, want ErrOutboxFull", err)
+		}
+		if got := drain(t, o); got != "g1 g2 g3" {
+			t.Fatalf("contents = %s, want g1 g2 g3 (nothing of the refused Adds)", got)
+		}
+		add(t, o, msg("g5", low, g), msg("g6", low, g), msg("g7", low, g)) // room again
+		checkDiskBound(t, o)
 	})
 	t.Run("drop oldest of the lowest priority", func(t *testing.T) {
 		o := openOutbox(t, filepath.Join(t.TempDir(), "outbox"), OutboxOptions{MaxMemoryBytes: 3 * msgSize, NoSync: true})
@@ -793,4 +822,27 @@ func TestOutboxConcurrentStress(t *testing.T) {
 		t.Fatalf("best effort delivered %d + dropped %d != added %d", nBE, st.Dropped, producers*each/3)
 	}
 	t.Logf("delivered %d guaranteed, %d best effort; dropped %d; %d commits", nG, nBE, st.Dropped, st.Commits)
+}
+
+// A best-effort message dropped after a failed send may be at the cloud:
+// it is counted in DroppedUnconfirmed as well as in Dropped.
+func TestOutboxDroppedUnconfirmed(t *testing.T) {
+	o := openOutbox(t, filepath.Join(t.TempDir(), "outbox"), OutboxOptions{MaxMemoryBytes: 3 * msgSize, NoSync: true})
+	add(t, o, msg("b1", low, be), msg("b2", low, be), msg("b3", low, be))
+	b, err := o.Begin(1, 0)
+	if err != nil || len(b.Messages) != 1 {
+		t.Fatalf("Begin = %v, %v", b.Messages, err)
+	}
+	if err := o.End(b, nil); err != nil { // the send failed: b1 goes back
+		t.Fatal(err)
+	}
+	if n := add(t, o, msg("b4", low, be)); n != 1 {
+		t.Fatalf("Add dropped %d, want 1 (b1, the oldest)", n)
+	}
+	if n := add(t, o, msg("b5", low, be)); n != 1 {
+		t.Fatalf("Add dropped %d, want 1 (b2, never sent)", n)
+	}
+	if st := o.Stats(); st.Dropped != 2 || st.DroppedUnconfirmed != 1 {
+		t.Fatalf("Dropped %d, DroppedUnconfirmed %d; want 2 and 1", st.Dropped, st.DroppedUnconfirmed)
+	}
 }

@@ -45,6 +45,8 @@ const (
 	msgPrefixSize   = 1 + 1 + 8 // kind, priority, sequence number
 	// recordOverhead is what a message's frame adds to its JSON.
 	recordOverhead = frameHeaderSize + msgPrefixSize
+	// segHeaderSize is the size of a segment's header frame.
+	segHeaderSize = frameHeaderSize + 1 + int64(len(walFormat)) + 8
 	// maxPayload bounds a frame's payload (and so a message's JSON).
 	maxPayload = 1 << 30
 	// maxSeq bounds sequence numbers: a larger one in a frame is damage

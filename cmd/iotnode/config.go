@@ -138,8 +138,8 @@ type Binding struct {
 
 // OutboxConfig bounds the durable outbox.
 type OutboxConfig struct {
-	// MaxBytes bounds the guaranteed messages kept on disk; 0 is the
-	// outbox's default (64 MiB).
+	// MaxBytes bounds the size of the outbox directory on disk, where the
+	// guaranteed messages wait; 0 is the outbox's default (64 MiB).
 	MaxBytes int64 `koanf:"max_bytes"`
 }
 

@@ -170,7 +170,7 @@ func TestDeliveryFigures(t *testing.T) {
 // goroutines and reports the messages the cloud accepted per second, from
 // the first Set to the last acceptance, and the outbox writes per message.
 func BenchmarkGuaranteedSetToAck(b *testing.B) {
-	for _, tt := range []struct{ callers, batch int }{{16, 100}, {64, 100}, {256, 100}, {256, 500}} {
+	for _, tt := range []struct{ callers, batch int }{{16, 100}, {64, 100}, {256, 100}, {256, 500}, {256, 1000}} {
 		b.Run(fmt.Sprintf("callers=%d/batch=%d", tt.callers, tt.batch), func(b *testing.B) {
 			callers := tt.callers
 			_, d, v := deliveryDevice(b, 64<<20, device.WithMaxMessagesPerConnection(tt.batch))
@@ -186,7 +186,7 @@ func BenchmarkGuaranteedSetToAck(b *testing.B) {
 // BenchmarkBacklogDrain queues a backlog of b.N guaranteed messages while
 // the cloud is down and reports how fast it drains once the cloud is back.
 func BenchmarkBacklogDrain(b *testing.B) {
-	for _, batch := range []int{100, 500} {
+	for _, batch := range []int{100, 500, 1000} {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
 			c, d, v := deliveryDevice(b, 64<<20, device.WithMaxMessagesPerConnection(batch))
 			b.ResetTimer()

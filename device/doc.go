@@ -5,8 +5,11 @@
 //
 // # Use
 //
-// Build the adapters (trust store, cloud transport, outbox) in the
-// composition root, then:
+// Most programs use package client instead, which opens the provisioning
+// file and wires the standard adapters in one call
+// (client.NewDirectlyConnectedDevice(path, passphrase)). To choose the
+// adapters yourself, build them (trust store, cloud transport, outbox) in
+// the composition root, then:
 //
 //	dev, err := device.NewDirectlyConnectedDevice(device.Config{Trust: ts, Messenger: c, Activator: c, Models: c})
 //	if !dev.IsActivated() { err = dev.Activate(ctx, urn) }

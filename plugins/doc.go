@@ -6,5 +6,5 @@
 // break vendors. Imports: the standard library, domain/, ports and
 // hashicorp/go-plugin.
 //
-// Status: being built; this file fixes its place in the layout.
+// Status: planned (no code yet); this file fixes its place in the layout.
 package plugins

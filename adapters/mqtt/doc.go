@@ -5,5 +5,5 @@
 // Imports: the standard library, domain/, ports and the MQTT client library.
 // Never another adapter.
 //
-// Status: being built; this file fixes its place in the layout.
+// Status: planned (no code yet); this file fixes its place in the layout.
 package mqtt

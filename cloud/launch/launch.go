@@ -399,12 +399,22 @@ func loadOrCreateToken(dir string, log *slog.Logger) (string, error) {
 	}
 }
 
-// writeFileAtomic writes data to a temporary file with the final mode in the
-// same directory, syncs it and renames it over path.
+// writeFileAtomic is WriteFileAtomic with the path in its errors.
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	if err := WriteFileAtomic(path, data, mode); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// WriteFileAtomic writes data to a temporary file with the final mode in the
+// same directory, syncs it and renames it over path, so a reader sees the
+// old content or the new, never a part. On failure the temporary file is
+// removed and path is unchanged; the error is that of the step that failed.
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		return err
 	}
 	tmp := f.Name()
 	err = f.Chmod(mode)
@@ -422,7 +432,6 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return nil
+	return err
 }

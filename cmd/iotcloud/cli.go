@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"github.com/iotnode/iotnode/cloud/client"
 	"github.com/iotnode/iotnode/cloud/launch"
 	"github.com/iotnode/iotnode/cloud/pki"
+	cmdcli "github.com/iotnode/iotnode/internal/cli" // "cli" is a test helper here
 )
 
 // Environment variables read by the client commands.
@@ -81,7 +81,7 @@ func (e *exitError) Error() string { return e.msg }
 // command is one leaf of the command tree.
 type command struct {
 	name    string // "device set"
-	args    string // positional arguments, "ID URN ATTR VALUE"
+	args    string // positional arguments, "ID URN ACTION [ARG]": Run checks their number
 	flags   string // the main flags, for the synopsis: "--model URN [--wait]"
 	summary string
 	help    string // more text after the flags, may be empty
@@ -260,6 +260,9 @@ func (m *Main) runCommand(ctx context.Context, cmd *command, args []string) erro
 		return usagef(cmd.name, "%s", err)
 	}
 	c.pos = pos
+	if err := c.wantArgs(cmd.argRange()); err != nil {
+		return err
+	}
 	defer func() {
 		if c.client != nil {
 			c.client.CloseIdleConnections() // in-process callers (tests) keep running
@@ -309,7 +312,7 @@ func (m *Main) printCommandUsage(w io.Writer, cmd *command, fs *flag.FlagSet) {
 		for _, f := range group.flags {
 			name := "--" + f.Name
 			vname, usage := flag.UnquoteUsage(f)
-			if !isBoolFlag(f) {
+			if !cmdcli.IsBoolFlag(f) {
 				if vname == "" || vname == "value" || vname == "string" {
 					vname = "VALUE"
 				}
@@ -324,78 +327,13 @@ func (m *Main) printCommandUsage(w io.Writer, cmd *command, fs *flag.FlagSet) {
 	}
 }
 
-func isBoolFlag(f *flag.Flag) bool {
-	b, ok := f.Value.(interface{ IsBoolFlag() bool })
-	return ok && b.IsBoolFlag()
-}
+// argParser parses the arguments of every command: a negative number
+// such as -5 is a positional argument (device set ... -5).
+var argParser = cmdcli.ArgParser{NumbersArePositional: true, DurationExample: "30s, 5m or 2h"}
 
-// parseArgs parses flags anywhere among the arguments (flags may follow
-// positional arguments), with one or two dashes and "--name=value" or
-// "--name value". "--" ends the flags. An argument that is a negative
-// number, such as -5, is positional.
+// parseArgs parses flags anywhere among the arguments (see cmdcli.ArgParser).
 func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			return append(pos, args[i+1:]...), nil
-		}
-		if len(a) < 2 || a[0] != '-' || isNumber(a) {
-			pos = append(pos, a)
-			continue
-		}
-		name := strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
-		value, hasValue := "", false
-		if k, v, ok := strings.Cut(name, "="); ok {
-			name, value, hasValue = k, v, true
-		}
-		if name == "h" || name == "help" {
-			return nil, flag.ErrHelp
-		}
-		f := fs.Lookup(name)
-		if f == nil {
-			return nil, fmt.Errorf("unknown flag --%s", name)
-		}
-		if !hasValue {
-			if isBoolFlag(f) {
-				value = "true"
-			} else {
-				if i+1 >= len(args) {
-					return nil, fmt.Errorf("flag --%s needs a value", name)
-				}
-				i++
-				value = args[i]
-			}
-		}
-		if err := fs.Set(name, value); err != nil {
-			return nil, fmt.Errorf("flag --%s: invalid value %q: %s", name, value, expected(f))
-		}
-	}
-	return pos, nil
-}
-
-// expected says what a flag's value should look like.
-func expected(f *flag.Flag) string {
-	g, _ := f.Value.(flag.Getter)
-	if g == nil {
-		return "not accepted"
-	}
-	switch g.Get().(type) {
-	case bool:
-		return "expected true or false"
-	case int, int64, uint, uint64:
-		return "expected a whole number"
-	case float64:
-		return "expected a number"
-	case time.Duration:
-		return "expected a duration such as 30s, 5m or 2h"
-	}
-	return "not accepted"
-}
-
-func isNumber(s string) bool {
-	_, err := strconv.ParseFloat(s, 64)
-	return err == nil
+	return argParser.Parse(fs, args)
 }
 
 // stringList is a repeatable string flag.
@@ -403,6 +341,18 @@ type stringList []string
 
 func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// argRange is how many positional arguments the command takes, read from
+// its synopsis: every word of args, the ones in brackets optional.
+func (c *command) argRange() (min, max int) {
+	for _, w := range strings.Fields(c.args) {
+		if !strings.HasPrefix(w, "[") {
+			min++
+		}
+		max++
+	}
+	return min, max
+}
 
 // wantArgs checks the number of positional arguments.
 func (c *call) wantArgs(min, max int) error {
@@ -549,6 +499,24 @@ func (m *Main) printJSON(v any) error {
 	return err
 }
 
+// show is the shape of the commands that fetch one thing and print it: it
+// connects, calls get, and prints what get returned as JSON with --json or
+// with table otherwise. Errors of get are explained (see explain).
+func show[T any](ctx context.Context, m *Main, c *call, get func(context.Context, *client.Client) (T, error), table func(T) error) error {
+	cl, err := m.client(c)
+	if err != nil {
+		return err
+	}
+	v, err := get(ctx, cl)
+	if err != nil {
+		return explain(cl, err)
+	}
+	if c.json {
+		return m.printJSON(v)
+	}
+	return table(v)
+}
+
 // readInput reads a FILE argument; "-" is standard input.
 func (m *Main) readInput(name string) ([]byte, error) {
 	if name == "-" {
@@ -569,33 +537,6 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-// writeFileAtomic writes data with mode to a temporary file beside path and
-// renames it over path.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	err = f.Chmod(mode)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
 }
 
 // msTime formats epoch milliseconds for people ("-" for zero).

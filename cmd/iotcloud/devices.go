@@ -15,6 +15,7 @@ import (
 	"github.com/iotnode/iotnode/cloud"
 	"github.com/iotnode/iotnode/cloud/api"
 	"github.com/iotnode/iotnode/cloud/client"
+	"github.com/iotnode/iotnode/cloud/launch"
 )
 
 // provisionFlags are shared by device register and device provision.
@@ -81,7 +82,7 @@ func (p *provisionFlags) write(ctx context.Context, cl *client.Client, id, pass 
 	if err != nil {
 		return explain(cl, err)
 	}
-	if err := writeFileAtomic(p.out, file, 0o600); err != nil {
+	if err := launch.WriteFileAtomic(p.out, file, 0o600); err != nil {
 		return fmt.Errorf("write provisioning file: %w", err)
 	}
 	return nil
@@ -109,9 +110,6 @@ file only and is never printed. Give the file and its passphrase to the device
 			fs.Var(&metadata, "metadata", "`KEY=VALUE` metadata (repeatable)")
 			pf.define(fs)
 			return func(ctx context.Context, m *Main, c *call) error {
-				if err := c.wantArgs(0, 0); err != nil {
-					return err
-				}
 				req := api.RegisterDevice{HardwareID: hardware, Type: api.DeviceTypeDirect}
 				if gateway {
 					req.Type = api.DeviceTypeGateway
@@ -180,9 +178,6 @@ func deviceProvisionCommand() *command {
 		setup: func(fs *flag.FlagSet) func(context.Context, *Main, *call) error {
 			pf.define(fs)
 			return func(ctx context.Context, m *Main, c *call) error {
-				if err := c.wantArgs(1, 1); err != nil {
-					return err
-				}
 				pass, err := pf.check(m, c.cmd.name)
 				if err != nil {
 					return err
@@ -210,29 +205,20 @@ func deviceListCommand() *command {
 		summary: "List the registered devices",
 		setup: func(fs *flag.FlagSet) func(context.Context, *Main, *call) error {
 			return func(ctx context.Context, m *Main, c *call) error {
-				if err := c.wantArgs(0, 0); err != nil {
-					return err
-				}
-				cl, err := m.client(c)
-				if err != nil {
-					return err
-				}
-				list, err := cl.Devices(ctx)
-				if err != nil {
-					return explain(cl, err)
-				}
-				for i := range list.Items {
-					list.Items[i].SharedSecret = ""
-				}
-				if c.json {
-					return m.printJSON(list)
-				}
-				tw := newTable(m)
-				fmt.Fprintln(tw, "ID\tHARDWARE ID\tTYPE\tSTATE\tENDPOINT\tMODELS\tLAST SEEN")
-				for _, d := range list.Items {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, orDash(d.HardwareID), d.Type, d.State, orDash(d.EndpointID), userModels(d.Models), msTime(d.LastSeen))
-				}
-				return tw.Flush()
+				return show(ctx, m, c, func(ctx context.Context, cl *client.Client) (api.List[api.Device], error) {
+					list, err := cl.Devices(ctx)
+					for i := range list.Items {
+						list.Items[i].SharedSecret = ""
+					}
+					return list, err
+				}, func(list api.List[api.Device]) error {
+					tw := newTable(m)
+					fmt.Fprintln(tw, "ID\tHARDWARE ID\tTYPE\tSTATE\tENDPOINT\tMODELS\tLAST SEEN")
+					for _, d := range list.Items {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, orDash(d.HardwareID), d.Type, d.State, orDash(d.EndpointID), userModels(d.Models), msTime(d.LastSeen))
+					}
+					return tw.Flush()
+				})
 			}
 		},
 	}
@@ -255,51 +241,42 @@ func deviceShowCommand() *command {
 		summary: "Show a device (by activation id or endpoint id)",
 		setup: func(fs *flag.FlagSet) func(context.Context, *Main, *call) error {
 			return func(ctx context.Context, m *Main, c *call) error {
-				if err := c.wantArgs(1, 1); err != nil {
-					return err
-				}
-				cl, err := m.client(c)
-				if err != nil {
-					return err
-				}
-				d, err := cl.Device(ctx, c.pos[0])
-				if err != nil {
-					return explain(cl, err)
-				}
-				d.SharedSecret = ""
-				if c.json {
-					return m.printJSON(d)
-				}
-				tw := newTable(m)
-				fmt.Fprintf(tw, "ID:\t%s\n", d.ID)
-				fmt.Fprintf(tw, "Hardware ID:\t%s\n", orDash(d.HardwareID))
-				fmt.Fprintf(tw, "Type:\t%s\n", d.Type)
-				fmt.Fprintf(tw, "State:\t%s\n", d.State)
-				fmt.Fprintf(tw, "Endpoint ID:\t%s\n", orDash(d.EndpointID))
-				if d.Gateway != "" {
-					fmt.Fprintf(tw, "Gateway:\t%s\n", d.Gateway)
-				}
-				fmt.Fprintf(tw, "Created:\t%s\n", msTime(d.Created))
-				fmt.Fprintf(tw, "Activated:\t%s\n", msTime(d.ActivatedAt))
-				fmt.Fprintf(tw, "Last seen:\t%s\n", msTime(d.LastSeen))
-				if len(d.Models) == 0 {
-					fmt.Fprintf(tw, "Models:\t-\n")
-				}
-				for i, u := range d.Models {
-					label := ""
-					if i == 0 {
-						label = "Models:"
+				return show(ctx, m, c, func(ctx context.Context, cl *client.Client) (api.Device, error) {
+					d, err := cl.Device(ctx, c.pos[0])
+					d.SharedSecret = ""
+					return d, err
+				}, func(d api.Device) error {
+					tw := newTable(m)
+					fmt.Fprintf(tw, "ID:\t%s\n", d.ID)
+					fmt.Fprintf(tw, "Hardware ID:\t%s\n", orDash(d.HardwareID))
+					fmt.Fprintf(tw, "Type:\t%s\n", d.Type)
+					fmt.Fprintf(tw, "State:\t%s\n", d.State)
+					fmt.Fprintf(tw, "Endpoint ID:\t%s\n", orDash(d.EndpointID))
+					if d.Gateway != "" {
+						fmt.Fprintf(tw, "Gateway:\t%s\n", d.Gateway)
 					}
-					fmt.Fprintf(tw, "%s\t%s\n", label, u)
-				}
-				for i, k := range sortedKeys(d.Metadata) {
-					label := ""
-					if i == 0 {
-						label = "Metadata:"
+					fmt.Fprintf(tw, "Created:\t%s\n", msTime(d.Created))
+					fmt.Fprintf(tw, "Activated:\t%s\n", msTime(d.ActivatedAt))
+					fmt.Fprintf(tw, "Last seen:\t%s\n", msTime(d.LastSeen))
+					if len(d.Models) == 0 {
+						fmt.Fprintf(tw, "Models:\t-\n")
 					}
-					fmt.Fprintf(tw, "%s\t%s=%s\n", label, k, d.Metadata[k])
-				}
-				return tw.Flush()
+					for i, u := range d.Models {
+						label := ""
+						if i == 0 {
+							label = "Models:"
+						}
+						fmt.Fprintf(tw, "%s\t%s\n", label, u)
+					}
+					for i, k := range sortedKeys(d.Metadata) {
+						label := ""
+						if i == 0 {
+							label = "Metadata:"
+						}
+						fmt.Fprintf(tw, "%s\t%s=%s\n", label, k, d.Metadata[k])
+					}
+					return tw.Flush()
+				})
 			}
 		},
 	}
@@ -311,27 +288,17 @@ func deviceAttributesCommand() *command {
 		summary: "Show the last known attribute values of a device for a model",
 		setup: func(fs *flag.FlagSet) func(context.Context, *Main, *call) error {
 			return func(ctx context.Context, m *Main, c *call) error {
-				if err := c.wantArgs(2, 2); err != nil {
-					return err
-				}
-				cl, err := m.client(c)
-				if err != nil {
-					return err
-				}
-				attrs, err := cl.Attributes(ctx, c.pos[0], c.pos[1])
-				if err != nil {
-					return explain(cl, err)
-				}
-				if c.json {
-					return m.printJSON(attrs)
-				}
-				tw := newTable(m)
-				fmt.Fprintln(tw, "ATTRIBUTE\tVALUE")
-				for _, k := range sortedKeys(attrs) {
-					b, _ := json.Marshal(attrs[k])
-					fmt.Fprintf(tw, "%s\t%s\n", k, b)
-				}
-				return tw.Flush()
+				return show(ctx, m, c, func(ctx context.Context, cl *client.Client) (map[string]any, error) {
+					return cl.Attributes(ctx, c.pos[0], c.pos[1])
+				}, func(attrs map[string]any) error {
+					tw := newTable(m)
+					fmt.Fprintln(tw, "ATTRIBUTE\tVALUE")
+					for _, k := range sortedKeys(attrs) {
+						b, _ := json.Marshal(attrs[k])
+						fmt.Fprintf(tw, "%s\t%s\n", k, b)
+					}
+					return tw.Flush()
+				})
 			}
 		},
 	}
@@ -388,9 +355,6 @@ true, "text") and as text otherwise; a negative number may be written as is.`,
 		setup: func(fs *flag.FlagSet) func(context.Context, *Main, *call) error {
 			w.define(fs)
 			return func(ctx context.Context, m *Main, c *call) error {
-				if err := c.wantArgs(4, 4); err != nil {
-					return err
-				}
 				id, urn, attr := c.pos[0], c.pos[1], c.pos[2]
 				value := parseValue(c.pos[3])
 				cl, err := m.client(c)
@@ -421,9 +385,6 @@ calls an action without arguments.`,
 		setup: func(fs *flag.FlagSet) func(context.Context, *Main, *call) error {
 			w.define(fs)
 			return func(ctx context.Context, m *Main, c *call) error {
-				if err := c.wantArgs(3, 4); err != nil {
-					return err
-				}
 				id, urn, action := c.pos[0], c.pos[1], c.pos[2]
 				var args any
 				what := fmt.Sprintf("call %s on device %s", action, id)
@@ -461,9 +422,6 @@ With --wait the exit status is 1 when the request ends FAILED or EXPIRED.`,
 		setup: func(fs *flag.FlagSet) func(context.Context, *Main, *call) error {
 			w.define(fs)
 			return func(ctx context.Context, m *Main, c *call) error {
-				if err := c.wantArgs(1, 1); err != nil {
-					return err
-				}
 				cl, err := m.client(c)
 				if err != nil {
 					return err

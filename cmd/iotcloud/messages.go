@@ -40,9 +40,6 @@ each once; with --json each message is then one JSON line.`,
 			fs.BoolVar(&follow, "follow", false, "keep printing new messages until interrupted")
 			fs.DurationVar(&interval, "interval", time.Second, "with --follow, how often to ask for new messages (a `DURATION`)")
 			return func(ctx context.Context, m *Main, c *call) error {
-				if err := c.wantArgs(0, 0); err != nil {
-					return err
-				}
 				q := client.MessageQuery{Source: device, Type: strings.ToUpper(typ), After: after, Limit: limit}
 				fs.Visit(func(f *flag.Flag) {
 					if f.Name == "after" {

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/iotnode/iotnode/cloud/api"
+	"github.com/iotnode/iotnode/cloud/client"
 )
 
 // modelSummary is the part of a device model (protocol.md §4) the tables show.
@@ -77,9 +78,6 @@ func modelAddCommand() *command {
 		summary: "Add a device model (JSON, protocol.md §4); FILE - reads standard input",
 		setup: func(fs *flag.FlagSet) func(context.Context, *Main, *call) error {
 			return func(ctx context.Context, m *Main, c *call) error {
-				if err := c.wantArgs(1, 1); err != nil {
-					return err
-				}
 				data, err := m.readInput(c.pos[0])
 				if err != nil {
 					return fmt.Errorf("read device model: %w", err)
@@ -114,28 +112,18 @@ func modelListCommand() *command {
 		summary: "List the device models",
 		setup: func(fs *flag.FlagSet) func(context.Context, *Main, *call) error {
 			return func(ctx context.Context, m *Main, c *call) error {
-				if err := c.wantArgs(0, 0); err != nil {
-					return err
-				}
-				cl, err := m.client(c)
-				if err != nil {
-					return err
-				}
-				list, err := cl.Models(ctx)
-				if err != nil {
-					return explain(cl, err)
-				}
-				if c.json {
-					return m.printJSON(list)
-				}
-				tw := newTable(m)
-				fmt.Fprintln(tw, "URN\tNAME\tATTRIBUTES\tACTIONS\tFORMATS\tSYSTEM")
-				for _, raw := range list.Items {
-					var s modelSummary
-					json.Unmarshal(raw, &s)
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", s.URN, orDash(s.Name), len(s.Attributes), len(s.Actions), len(s.Formats), yesNo(s.System))
-				}
-				return tw.Flush()
+				return show(ctx, m, c, func(ctx context.Context, cl *client.Client) (api.List[json.RawMessage], error) {
+					return cl.Models(ctx)
+				}, func(list api.List[json.RawMessage]) error {
+					tw := newTable(m)
+					fmt.Fprintln(tw, "URN\tNAME\tATTRIBUTES\tACTIONS\tFORMATS\tSYSTEM")
+					for _, raw := range list.Items {
+						var s modelSummary
+						json.Unmarshal(raw, &s)
+						fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\n", s.URN, orDash(s.Name), len(s.Attributes), len(s.Actions), len(s.Formats), yesNo(s.System))
+					}
+					return tw.Flush()
+				})
 			}
 		},
 	}
@@ -147,25 +135,15 @@ func modelShowCommand() *command {
 		summary: "Show a device model",
 		setup: func(fs *flag.FlagSet) func(context.Context, *Main, *call) error {
 			return func(ctx context.Context, m *Main, c *call) error {
-				if err := c.wantArgs(1, 1); err != nil {
-					return err
-				}
-				cl, err := m.client(c)
-				if err != nil {
-					return err
-				}
-				raw, err := cl.Model(ctx, c.pos[0])
-				if err != nil {
-					return explain(cl, err)
-				}
-				if c.json {
-					return m.printJSON(raw)
-				}
-				var s modelSummary
-				if err := json.Unmarshal(raw, &s); err != nil {
-					return fmt.Errorf("decode device model: %w", err)
-				}
-				return printModel(m, &s)
+				return show(ctx, m, c, func(ctx context.Context, cl *client.Client) (json.RawMessage, error) {
+					return cl.Model(ctx, c.pos[0])
+				}, func(raw json.RawMessage) error {
+					var s modelSummary
+					if err := json.Unmarshal(raw, &s); err != nil {
+						return fmt.Errorf("decode device model: %w", err)
+					}
+					return printModel(m, &s)
+				})
 			}
 		},
 	}
@@ -271,9 +249,6 @@ func policyAddCommand() *command {
 		setup: func(fs *flag.FlagSet) func(context.Context, *Main, *call) error {
 			fs.StringVar(&model, "model", "", "`URN` of the device model the policy is for (required unless FILE has deviceModelUrn)")
 			return func(ctx context.Context, m *Main, c *call) error {
-				if err := c.wantArgs(1, 1); err != nil {
-					return err
-				}
 				data, err := m.readInput(c.pos[0])
 				if err != nil {
 					return fmt.Errorf("read device policy: %w", err)
@@ -315,9 +290,6 @@ func policyAssignCommand() *command {
 			fs.StringVar(&model, "model", "", "`URN` of the device model (required)")
 			fs.Var(&devices, "device", "endpoint `ID` of a device to assign it to (repeatable; default: every device of the model)")
 			return func(ctx context.Context, m *Main, c *call) error {
-				if err := c.wantArgs(1, 1); err != nil {
-					return err
-				}
 				if model == "" {
 					return usagef(c.cmd.name, "--model URN is required")
 				}
@@ -349,9 +321,6 @@ func policyRmCommand() *command {
 		summary: "Delete a device policy (its devices are told)",
 		setup: func(fs *flag.FlagSet) func(context.Context, *Main, *call) error {
 			return func(ctx context.Context, m *Main, c *call) error {
-				if err := c.wantArgs(1, 1); err != nil {
-					return err
-				}
 				cl, err := m.client(c)
 				if err != nil {
 					return err
@@ -377,28 +346,18 @@ func policyListCommand() *command {
 		setup: func(fs *flag.FlagSet) func(context.Context, *Main, *call) error {
 			fs.StringVar(&model, "model", "", "only the policies of this device model `URN`")
 			return func(ctx context.Context, m *Main, c *call) error {
-				if err := c.wantArgs(0, 0); err != nil {
-					return err
-				}
-				cl, err := m.client(c)
-				if err != nil {
-					return err
-				}
-				list, err := cl.Policies(ctx, model)
-				if err != nil {
-					return explain(cl, err)
-				}
-				if c.json {
-					return m.printJSON(list)
-				}
-				tw := newTable(m)
-				fmt.Fprintln(tw, "ID\tMODEL\tENABLED\tMODIFIED\tPIPELINES\tDESCRIPTION")
-				for _, raw := range list.Items {
-					var p policySummary
-					json.Unmarshal(raw, &p)
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.ID, orDash(p.Model), yesNo(p.Enabled), msTime(p.Modified), orDash(p.functions()), p.Description)
-				}
-				return tw.Flush()
+				return show(ctx, m, c, func(ctx context.Context, cl *client.Client) (api.List[json.RawMessage], error) {
+					return cl.Policies(ctx, model)
+				}, func(list api.List[json.RawMessage]) error {
+					tw := newTable(m)
+					fmt.Fprintln(tw, "ID\tMODEL\tENABLED\tMODIFIED\tPIPELINES\tDESCRIPTION")
+					for _, raw := range list.Items {
+						var p policySummary
+						json.Unmarshal(raw, &p)
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.ID, orDash(p.Model), yesNo(p.Enabled), msTime(p.Modified), orDash(p.functions()), p.Description)
+					}
+					return tw.Flush()
+				})
 			}
 		},
 	}
@@ -410,9 +369,6 @@ func policyShowCommand() *command {
 		summary: "Show a device policy (its JSON)",
 		setup: func(fs *flag.FlagSet) func(context.Context, *Main, *call) error {
 			return func(ctx context.Context, m *Main, c *call) error {
-				if err := c.wantArgs(1, 1); err != nil {
-					return err
-				}
 				cl, err := m.client(c)
 				if err != nil {
 					return err

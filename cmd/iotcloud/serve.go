@@ -28,9 +28,6 @@ restarts. SIGINT or SIGTERM stops it gracefully.`,
 			s := &serveCmd{}
 			s.flags(fs)
 			return func(ctx context.Context, m *Main, c *call) error {
-				if err := c.wantArgs(0, 0); err != nil {
-					return err
-				}
 				if err := s.validate(); err != nil {
 					return err
 				}

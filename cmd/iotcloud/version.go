@@ -36,9 +36,6 @@ func versionCommand() *command {
 		summary: "Print the version of iotcloud",
 		setup: func(fs *flag.FlagSet) func(context.Context, *Main, *call) error {
 			return func(ctx context.Context, m *Main, c *call) error {
-				if err := c.wantArgs(0, 0); err != nil {
-					return err
-				}
 				v, rev := version()
 				if rev != "" {
 					v += " " + rev

@@ -12,7 +12,6 @@ import (
 )
 
 func activateCommand() *command {
-	var cf configFlags
 	return &command{
 		name:    "activate",
 		summary: "Activate the device and register a gateway's devices, then exit",
@@ -22,24 +21,27 @@ devices on its own endpoint (run does this too, on its first start), and in
 gateway mode registers every indirectly connected device. It prints the
 endpoint ids. Running it again on an activated device only registers the
 indirectly connected devices again, which the cloud answers with the same ids.`,
-		setup: func(fs *flag.FlagSet) func(context.Context, *Main, []string) error {
-			cf.define(fs, false)
-			return func(ctx context.Context, m *Main, pos []string) error {
-				if err := wantArgs(pos, 0, ""); err != nil {
-					return err
-				}
-				c, err := cf.load(m, m.drivers())
-				if err != nil {
-					return err
-				}
-				n, err := openNode(c, nodeDeps{clock: m.Clock, logger: newLogger(m.stderr, c.Logging), kdfIterations: m.kdfIterations})
-				if err != nil {
-					return err
-				}
-				err = m.activate(ctx, n)
-				return errors.Join(err, n.close(context.Background()))
+		setup: withNode((*Main).activate),
+	}
+}
+
+// withNode is the setup of a command that opens the node of the config,
+// runs do on it once and closes it, returning the errors of both.
+func withNode(do func(m *Main, ctx context.Context, n *node) error) func(*flag.FlagSet) func(context.Context, *Main, []string) error {
+	return func(fs *flag.FlagSet) func(context.Context, *Main, []string) error {
+		var cf configFlags
+		cf.define(fs, false)
+		return func(ctx context.Context, m *Main, pos []string) error {
+			c, err := cf.load(m, m.drivers())
+			if err != nil {
+				return err
 			}
-		},
+			n, err := openNode(c, m.nodeDeps(c))
+			if err != nil {
+				return err
+			}
+			return errors.Join(do(m, ctx, n), n.close(context.Background()))
+		}
 	}
 }
 
@@ -67,7 +69,6 @@ func (m *Main) activate(ctx context.Context, n *node) error {
 }
 
 func modelsPullCommand() *command {
-	var cf configFlags
 	return &command{
 		name:    "models pull",
 		summary: "Fetch the devices' models from the cloud into the data directory",
@@ -76,24 +77,7 @@ Fetches the device model of every configured device from the cloud, even if
 the model store has it, and writes it to DATA_DIR/models (dm-<URN>.json). The
 node then starts without asking the cloud for models, and the bindings are
 checked against them before anything starts. The device must be activated.`,
-		setup: func(fs *flag.FlagSet) func(context.Context, *Main, []string) error {
-			cf.define(fs, false)
-			return func(ctx context.Context, m *Main, pos []string) error {
-				if err := wantArgs(pos, 0, ""); err != nil {
-					return err
-				}
-				c, err := cf.load(m, m.drivers())
-				if err != nil {
-					return err
-				}
-				n, err := openNode(c, nodeDeps{clock: m.Clock, logger: newLogger(m.stderr, c.Logging), kdfIterations: m.kdfIterations})
-				if err != nil {
-					return err
-				}
-				err = m.pullModels(ctx, n)
-				return errors.Join(err, n.close(context.Background()))
-			}
-		},
+		setup: withNode((*Main).pullModels),
 	}
 }
 

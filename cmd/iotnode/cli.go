@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/iotnode/iotnode/internal/cli"
 	"github.com/iotnode/iotnode/ports"
 )
 
@@ -103,7 +104,7 @@ func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code
 // command is one subcommand.
 type command struct {
 	name    string // "models pull"
-	args    string // positional arguments for the synopsis, "FILE"
+	args    string // positional arguments for the synopsis, "FILE"; Run refuses any when empty
 	summary string
 	help    string
 	// setup defines the flags and returns the function that runs the
@@ -174,6 +175,9 @@ func (m *Main) Run(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if errors.Is(err, flag.ErrHelp) {
 		m.printCommandUsage(stdout, cmd, fs)
 		return ExitOK
+	}
+	if err == nil && cmd.args == "" {
+		err = wantArgs(pos, 0, "")
 	}
 	if err == nil {
 		err = run(ctx, m, pos)
@@ -249,7 +253,7 @@ func (m *Main) printCommandUsage(w io.Writer, cmd *command, fs *flag.FlagSet) {
 		}
 		name := "--" + f.Name
 		vname, usage := flag.UnquoteUsage(f)
-		if !isBoolFlag(f) {
+		if !cli.IsBoolFlag(f) {
 			if vname == "" || vname == "value" {
 				vname = "VALUE"
 			}
@@ -263,73 +267,27 @@ func (m *Main) printCommandUsage(w io.Writer, cmd *command, fs *flag.FlagSet) {
 	})
 }
 
-func isBoolFlag(f *flag.Flag) bool {
-	b, ok := f.Value.(interface{ IsBoolFlag() bool })
-	return ok && b.IsBoolFlag()
-}
-
-// parseArgs parses flags anywhere among the arguments, with one or two
-// dashes, as --name=value or --name value; "--" ends the flags. It returns
-// the positional arguments, flag.ErrHelp for -h/--help, or a usage error.
-func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			return append(pos, args[i+1:]...), nil
-		}
-		if len(a) < 2 || a[0] != '-' {
-			pos = append(pos, a)
-			continue
-		}
-		name := strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
-		value, hasValue := "", false
-		if k, v, ok := strings.Cut(name, "="); ok {
-			name, value, hasValue = k, v, true
-		}
-		if name == "h" || name == "help" {
-			return nil, flag.ErrHelp
-		}
+// argParser parses the arguments of every command. It refuses --passphrase
+// with a reason, since a passphrase must never be on a command line.
+var argParser = cli.ArgParser{
+	DurationExample: "30s or 5m",
+	Refuse: func(name string) error {
 		if name == "passphrase" {
-			return nil, usagef("there is no --passphrase flag: a passphrase on the command line is visible to every user of the machine; use --passphrase-file FILE or the environment variable %s", EnvPassphrase)
+			return fmt.Errorf("there is no --passphrase flag: a passphrase on the command line is visible to every user of the machine; use --passphrase-file FILE or the environment variable %s", EnvPassphrase)
 		}
-		f := fs.Lookup(name)
-		if f == nil {
-			return nil, usagef("unknown flag --%s", name)
-		}
-		if !hasValue {
-			if isBoolFlag(f) {
-				value = "true"
-			} else {
-				if i+1 >= len(args) {
-					return nil, usagef("flag --%s needs a value", name)
-				}
-				i++
-				value = args[i]
-			}
-		}
-		if err := fs.Set(name, value); err != nil {
-			return nil, usagef("flag --%s: invalid value %q: %s", name, value, expectedValue(f))
-		}
-	}
-	return pos, nil
+		return nil
+	},
 }
 
-// expectedValue says what a flag's value should look like.
-func expectedValue(f *flag.Flag) string {
-	g, _ := f.Value.(flag.Getter)
-	if g == nil {
-		return "not accepted"
+// parseArgs parses flags anywhere among the arguments (see cli.ArgParser).
+// It returns the positional arguments, flag.ErrHelp for -h/--help, or a
+// usage error.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	pos, err := argParser.Parse(fs, args)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		return nil, usagef("%s", err)
 	}
-	switch g.Get().(type) {
-	case bool:
-		return "expected true or false"
-	case int, int64, uint, uint64:
-		return "expected a whole number"
-	case time.Duration:
-		return "expected a duration such as 30s or 5m"
-	}
-	return "not accepted"
+	return pos, err
 }
 
 // wantArgs checks the number of positional arguments.

@@ -78,9 +78,6 @@ cloud stored and the commands it executed.`,
 			fs.DurationVar(&o.sampleInterval, "interval", o.sampleInterval, "sample interval `D` of the simulated sensors")
 			fs.StringVar(&o.logLevel, "log-level", "warn", "level of the logs on stderr: debug, info, warn or error")
 			return func(ctx context.Context, m *Main, pos []string) error {
-				if err := wantArgs(pos, 0, ""); err != nil {
-					return err
-				}
 				switch {
 				case o.duration < 0:
 					return usagef("--duration %s is negative (expected 0 to run until Ctrl-C, or a duration such as 20s)", o.duration)

@@ -50,9 +50,6 @@ status is 1 when any check failed, 2 when the config has problems.`,
 		setup: func(fs *flag.FlagSet) func(context.Context, *Main, []string) error {
 			cf.define(fs, false)
 			return func(ctx context.Context, m *Main, pos []string) error {
-				if err := wantArgs(pos, 0, ""); err != nil {
-					return err
-				}
 				c, err := cf.load(m, m.drivers())
 				if err != nil {
 					return err

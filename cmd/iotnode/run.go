@@ -32,9 +32,6 @@ problems (all of them are listed).`,
 			cf.define(fs, true)
 			check := fs.Bool("check", false, "check the config (and the bindings against the models at hand) and exit")
 			return func(ctx context.Context, m *Main, pos []string) error {
-				if err := wantArgs(pos, 0, ""); err != nil {
-					return err
-				}
 				c, err := cf.load(m, m.drivers())
 				if err != nil {
 					return err
@@ -43,8 +40,7 @@ problems (all of them are listed).`,
 					fmt.Fprintf(m.stdout, "config %s is valid: %d device(s), mode %s\n", c.file, len(c.Devices), c.Mode)
 					return nil
 				}
-				logger := newLogger(m.stderr, c.Logging)
-				return m.runNode(ctx, c, nodeDeps{clock: m.Clock, logger: logger, kdfIterations: m.kdfIterations})
+				return m.runNode(ctx, c, m.nodeDeps(c))
 			}
 		},
 	}
@@ -139,4 +135,10 @@ func (ms *metricsServer) shutdown(ctx context.Context) error {
 		return fmt.Errorf("metrics: %w", serveErr)
 	}
 	return nil
+}
+
+// nodeDeps are the dependencies of a node that run, activate and models pull
+// open from config c: the clock, a logger per c.Logging and the KDF cost.
+func (m *Main) nodeDeps(c *Config) nodeDeps {
+	return nodeDeps{clock: m.Clock, logger: newLogger(m.stderr, c.Logging), kdfIterations: m.kdfIterations}
 }

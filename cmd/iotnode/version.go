@@ -47,9 +47,6 @@ func versionCommand() *command {
 		summary: "Print the version of iotnode",
 		setup: func(fs *flag.FlagSet) func(context.Context, *Main, []string) error {
 			return func(ctx context.Context, m *Main, pos []string) error {
-				if err := wantArgs(pos, 0, ""); err != nil {
-					return err
-				}
 				fmt.Fprintf(m.stdout, "iotnode %s %s %s/%s\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 				return nil
 			}

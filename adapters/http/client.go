@@ -1,6 +1,7 @@
 package http
 
 import (
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -27,6 +28,18 @@ const (
 	// DefaultLongPollOffset is added to a long poll's wait to make the socket
 	// timeout (Oracle's long_polling_timeout_offset, 100 ms).
 	DefaultLongPollOffset = 100 * time.Millisecond
+	// DefaultPingAfter is how long an HTTP/2 connection may go without
+	// receiving a frame before it is pinged (Config.PingAfter).
+	// 10 s: a long poll (30 s) costs two or three small pings, a few MB a
+	// month on a metered link, while a dead connection is still noticed in
+	// about 15 s instead of the long poll's 30 s.
+	DefaultPingAfter = 10 * time.Second
+	// DefaultPingTimeout is how long a ping may go unanswered before its
+	// connection is closed (Config.PingTimeout).
+	DefaultPingTimeout = 5 * time.Second
+	// MaxTLSHandshakeTimeout bounds a TLS handshake; a shorter Timeout
+	// bounds it instead.
+	MaxTLSHandshakeTimeout = 5 * time.Second
 	// DefaultUserAgent is sent when Config.UserAgent is empty.
 	DefaultUserAgent = "iotnode"
 	// MaxAnswerBytes bounds the body of any answer the client reads; a larger
@@ -55,6 +68,17 @@ type Config struct {
 	// LongPollOffset is added to a long poll's wait to make its timeout;
 	// 0 means DefaultLongPollOffset.
 	LongPollOffset time.Duration
+	// PingAfter and PingTimeout are the health check of HTTP/2 connections:
+	// a connection that has received no frame for PingAfter is pinged, and
+	// closed if the ping is not answered within PingTimeout. Closing fails
+	// the calls in flight on it (transient errors the dispatcher retries),
+	// so a dead connection holds a call for about PingAfter + PingTimeout
+	// rather than its whole Timeout. A live server answers pings, so long
+	// polls are not cut. 0 means DefaultPingAfter and DefaultPingTimeout.
+	// They apply to the transport New builds, not to HTTPClient, and not to
+	// HTTP/1.1 (a plain http URI, or a server without h2), where only the
+	// call's timeout bounds a dead connection.
+	PingAfter, PingTimeout time.Duration
 	// OSName and OSVersion are sent with the activation policy query;
 	// OSName defaults to runtime.GOOS, OSVersion to "".
 	OSName, OSVersion string
@@ -79,6 +103,12 @@ func (c *Config) Validate() error {
 	}
 	if c.LongPollOffset < 0 {
 		errs = append(errs, fmt.Errorf("field LongPollOffset is %s; expected 0 (default %s) or more", c.LongPollOffset, DefaultLongPollOffset))
+	}
+	if c.PingAfter < 0 {
+		errs = append(errs, fmt.Errorf("field PingAfter is %s; expected 0 (default %s) or more", c.PingAfter, DefaultPingAfter))
+	}
+	if c.PingTimeout < 0 {
+		errs = append(errs, fmt.Errorf("field PingTimeout is %s; expected 0 (default %s) or more", c.PingTimeout, DefaultPingTimeout))
 	}
 	return errors.Join(errs...)
 }
@@ -162,7 +192,11 @@ func New(cfg Config) (*Client, error) {
 		if pool == nil {
 			log.Info("the provisioning file has no trust anchors: verifying the server with the system certificate pool")
 		}
-		hc.Transport = newTransport(pool)
+		hc.Transport = newTransport(pool, health{
+			handshake:   min(cmp.Or(cfg.Timeout, DefaultTimeout), MaxTLSHandshakeTimeout),
+			pingAfter:   cmp.Or(cfg.PingAfter, DefaultPingAfter),
+			pingTimeout: cmp.Or(cfg.PingTimeout, DefaultPingTimeout),
+		})
 	}
 	// A redirect would carry the bearer token elsewhere and hides a wrong
 	// server URI: the 3xx answer is returned as it is and reported.
@@ -245,16 +279,27 @@ func anchorPool(anchors [][]byte) (*x509.CertPool, error) {
 	return pool, nil
 }
 
+// health bounds how long a dead connection can hold a call.
+type health struct {
+	handshake              time.Duration // TLS handshake
+	pingAfter, pingTimeout time.Duration // HTTP/2 health check
+}
+
 // newTransport returns the HTTP transport: TLS 1.2 or later against roots
-// (nil = system pool), proxies from the environment, keep-alive.
-func newTransport(roots *x509.CertPool) *http.Transport {
+// (nil = system pool), proxies from the environment, keep-alive, HTTP/2
+// (which a custom TLS config turns off unless forced) with health checks.
+func newTransport(roots *x509.CertPool, h health) *http.Transport {
 	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           dialer.DialContext,
-		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots},
-		TLSHandshakeTimeout:   10 * time.Second,
-		ForceAttemptHTTP2:     true,
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         dialer.DialContext,
+		TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots},
+		TLSHandshakeTimeout: h.handshake,
+		ForceAttemptHTTP2:   true,
+		HTTP2: &http.HTTP2Config{
+			SendPingTimeout: h.pingAfter,
+			PingTimeout:     h.pingTimeout,
+		},
 		MaxIdleConns:          4,
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,

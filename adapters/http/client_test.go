@@ -33,10 +33,12 @@ func TestNew(t *testing.T) {
 	}{
 		{name: "valid", cfg: httpadapter.Config{Trust: porttest.NewMemTrustStore(valid())}, wantErr: "<nil>",
 			wantLog: "the provisioning file has no trust anchors: verifying the server with the system certificate pool"},
-		{name: "every config problem at once", cfg: httpadapter.Config{Timeout: -time.Second, LongPollOffset: -1},
+		{name: "every config problem at once", cfg: httpadapter.Config{Timeout: -time.Second, LongPollOffset: -1, PingAfter: -1, PingTimeout: -time.Millisecond},
 			wantErr: "new https transport: field Trust is nil; expected the device's trust store (the opened provisioning file)\n" +
 				"field Timeout is -1s; expected 0 (default 15s) or more\n" +
-				"field LongPollOffset is -1ns; expected 0 (default 100ms) or more"},
+				"field LongPollOffset is -1ns; expected 0 (default 100ms) or more\n" +
+				"field PingAfter is -1ns; expected 0 (default 10s) or more\n" +
+				"field PingTimeout is -1ms; expected 0 (default 5s) or more"},
 		{name: "trust store fails", cfg: httpadapter.Config{Trust: &porttest.MemTrustStore{}},
 			wantErr: "new https transport: load trusted assets: trusted assets: not found"},
 		{name: "mqtts", cfg: httpadapter.Config{Trust: with(func(a *trust.Assets) { a.ServerURI = "mqtts://iot.example.com:8883" })},

@@ -25,6 +25,22 @@
 // local experiments and is warned about; an mqtts URI is refused with a pointer
 // to the MQTT transport. Tokens, assertions and secrets are never logged.
 //
+// # Dead connections
+//
+// The transport speaks HTTP/2 over TLS when the server offers it (iotcloud
+// does) and checks the health of its connections: one that has received no
+// frame for Config.PingAfter (default 10 s) is pinged, and closed when the
+// ping goes unanswered for Config.PingTimeout (default 5 s). A connection
+// into a black hole (a link that stays up but carries nothing) thus fails
+// the calls on it within about PingAfter + PingTimeout, as transient errors
+// the dispatcher retries, instead of holding a long poll for its whole 30 s
+// (lower both on links where fast recovery matters more than a few pings;
+// the defaults favour metered links). A live
+// server answers pings while it holds a long poll, so long polls are not
+// cut. A TLS handshake is bounded by the smaller of Timeout and 5 s. Over
+// HTTP/1.1 (a plain http URI) there are no pings and only the call's
+// timeout bounds a dead connection.
+//
 // # Identity
 //
 // The client reads the trust store whenever it needs a token: the

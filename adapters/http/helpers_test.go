@@ -105,6 +105,13 @@ type fakeCloud struct {
 
 func newFakeCloud(t *testing.T) *fakeCloud {
 	t.Helper()
+	return startFakeCloud(t, false)
+}
+
+// startFakeCloud starts a fake cloud that speaks HTTP/2 when http2 is set
+// (as iotcloud does), HTTP/1.1 only otherwise.
+func startFakeCloud(t *testing.T, http2 bool) *fakeCloud {
+	t.Helper()
 	fc := &fakeCloud{
 		t:         t,
 		clock:     porttest.NewFakeClock(t0),
@@ -115,6 +122,7 @@ func newFakeCloud(t *testing.T) *fakeCloud {
 	}
 	fc.srv = httptest.NewUnstartedServer(http.HandlerFunc(fc.serve))
 	fc.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	fc.srv.EnableHTTP2 = http2
 	fc.srv.StartTLS()
 	t.Cleanup(fc.srv.Close)
 	return fc

@@ -64,7 +64,7 @@ func TestBlackHole(t *testing.T) {
 	start := time.Now()
 	err := <-errc
 	took := time.Since(start)
-	const bound = 8 * time.Second // defaults: 3 s + 2 s, plus slack for -race
+	const bound = 8 * time.Second // 3 s + 2 s, plus slack for -race
 	if took > bound {
 		t.Errorf("the call failed %s after the hole opened, want under %s (its Timeout is 30s)", took, bound)
 	}

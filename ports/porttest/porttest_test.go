@@ -9,10 +9,6 @@ import (
 	"github.com/iotnode/iotnode/ports/porttest"
 )
 
-func TestMemOutbox(t *testing.T) {
-	porttest.Outbox(t, func(t *testing.T, maxBytes int) ports.Outbox { return porttest.NewMemOutbox(maxBytes) })
-}
-
 func TestMemModelStore(t *testing.T) {
 	porttest.ModelStore(t, func(t *testing.T) ports.ModelStore { return &porttest.MemModelStore{} },
 		func(t *testing.T, old ports.ModelStore) ports.ModelStore { return old })

@@ -328,11 +328,20 @@ type systemClock struct{}
 func (systemClock) Now() time.Time                         { return time.Now() }
 func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
-// newUUID returns a random (version 4) UUID from crypto/rand.
+// newUUID returns a time-ordered (version 7, RFC 9562) UUID: the Unix time
+// in milliseconds, then 74 random bits from crypto/rand. Message clientIds
+// are UUIDs so that the cloud can deduplicate a batch sent twice; ordered
+// ones land next to each other in the cloud's index of recent clientIds
+// (a B-tree: random keys dirty a page per message, ordered ones a few per
+// batch).
 func newUUID() string {
 	var b [16]byte
-	rand.Read(b[:]) // never fails (crypto/rand crashes the program rather than return an error)
-	b[6] = b[6]&0x0f | 0x40
+	rand.Read(b[6:]) // never fails (crypto/rand crashes the program rather than return an error)
+	ms := uint64(time.Now().UnixMilli())
+	for i := range 6 {
+		b[i] = byte(ms >> (40 - 8*i))
+	}
+	b[6] = b[6]&0x0f | 0x70
 	b[8] = b[8]&0x3f | 0x80
 	const hex = "0123456789abcdef"
 	var sb strings.Builder

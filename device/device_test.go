@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -442,10 +443,15 @@ func TestGatewayRegisterDevice(t *testing.T) {
 
 func TestNewUUID(t *testing.T) {
 	seen := map[string]bool{}
+	before := time.Now().UnixMilli()
 	for range 100 {
 		id := newUUID()
-		if len(id) != 36 || id[14] != '4' || !strings.ContainsRune("89ab", rune(id[19])) || strings.Count(id, "-") != 4 {
-			t.Fatalf("%q is not a version 4 UUID", id)
+		if len(id) != 36 || id[14] != '7' || !strings.ContainsRune("89ab", rune(id[19])) || strings.Count(id, "-") != 4 {
+			t.Fatalf("%q is not a version 7 UUID", id)
+		}
+		ms, err := strconv.ParseInt(strings.ReplaceAll(id[:13], "-", ""), 16, 64)
+		if err != nil || ms < before || ms > time.Now().UnixMilli() {
+			t.Fatalf("%q: timestamp %d (%v), want the time it was made, %d or later", id, ms, err, before)
 		}
 		if seen[id] {
 			t.Fatalf("%q repeated", id)

@@ -66,6 +66,14 @@ func (b *breaker) success() {
 	b.openUntil = time.Time{}
 }
 
+// failing reports whether the last call was refused: until a call
+// succeeds, one call at a time probes.
+func (b *breaker) failing() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.failures > 0
+}
+
 // failure records an ErrUnauthorized answer. It reports whether the breaker
 // opened now, and whether that is the first opening since it was last
 // closed (so that the error is reported once per outage).

@@ -83,6 +83,7 @@ const (
 	DefaultPollingInterval          = 3 * time.Second
 	DefaultMaxMessagesPerConnection = 100
 	DefaultMaxBatchBytes            = 256 << 10
+	DefaultMaxInFlight              = 2
 	DefaultSettleTime               = 10 * time.Second
 	DefaultBackoffBase              = time.Second
 	DefaultBackoffCap               = 30 * time.Second
@@ -106,6 +107,7 @@ type settings struct {
 	pollingInterval   time.Duration
 	maxMessages       int
 	maxBatchBytes     int
+	maxInFlight       int
 	settleTime        time.Duration
 	backoffBase       time.Duration
 	backoffCap        time.Duration
@@ -132,6 +134,7 @@ func defaultSettings() settings {
 		pollingInterval:   DefaultPollingInterval,
 		maxMessages:       DefaultMaxMessagesPerConnection,
 		maxBatchBytes:     DefaultMaxBatchBytes,
+		maxInFlight:       DefaultMaxInFlight,
 		settleTime:        DefaultSettleTime,
 		backoffBase:       DefaultBackoffBase,
 		backoffCap:        DefaultBackoffCap,
@@ -176,6 +179,7 @@ func (s *settings) validate() error {
 	positive("WithPollingInterval", s.pollingInterval)
 	atLeast("WithMaxMessagesPerConnection", s.maxMessages, 1)
 	atLeast("WithMaxBatchBytes", s.maxBatchBytes, 1024)
+	atLeast("WithMaxInFlight", s.maxInFlight, 1)
 	if s.settleTime < 0 {
 		errs = append(errs, fmt.Errorf("option WithSettleTime: %s, expected 0 or more", s.settleTime))
 	}
@@ -232,6 +236,17 @@ func WithMaxMessagesPerConnection(n int) Option {
 // body (the reference cloud at 1 MiB); a single larger message is sent alone.
 func WithMaxBatchBytes(n int) Option {
 	return func(s *settings) { s.maxBatchBytes = n }
+}
+
+// WithMaxInFlight sets how many sends may be in flight at once while the
+// cloud answers, at least 1. Default 2: a second batch travels while the
+// cloud stores the first, which hides a round trip (on a 100 ms link one
+// batch at a time caps a device at maxMessages per 100 ms). While the cloud
+// fails, one attempt at a time probes it. Batches in flight together may be
+// stored in either order, and a failed one is sent again after the other;
+// 1 keeps the cloud's receive order equal to the order of the outbox.
+func WithMaxInFlight(n int) Option {
+	return func(s *settings) { s.maxInFlight = n }
 }
 
 // WithSettleTime sets how long after the dispatcher starts a request for an

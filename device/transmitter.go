@@ -1,10 +1,12 @@
 package device
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -13,7 +15,8 @@ import (
 	"github.com/iotnode/iotnode/ports"
 )
 
-// transmitter is the state of the transmit loop; only its goroutine uses it.
+// transmitter is the state of the transmit loop; only its goroutine uses it
+// (the sends it launches report back on results).
 type transmitter struct {
 	p   *dispatcher
 	log *slog.Logger
@@ -22,21 +25,46 @@ type transmitter struct {
 	flushing bool
 	deadline time.Time
 
-	failures int   // consecutive transient failures, for the backoff
-	limit    int   // messages per batch; lowered to find a refused message
-	lastErr  error // of the last failed attempt
+	results  chan sendResult // the sends in flight report here
+	inFlight int
+	// held are the batches whose last attempt failed without a verdict from
+	// the cloud, in Seq order. They stay open in the outbox (so a
+	// best-effort message the cloud may already have is never dropped and
+	// counted as lost) and are sent again as they are, with the same
+	// clientIds, before anything new.
+	held []ports.Batch
+
+	failures  int       // consecutive transient failures, for the backoff
+	failedGen uint64    // counts them all; a send launched before the last one counted carries an older value
+	retryAt   time.Time // while failures > 0: when the next attempt may start
+	drained   bool      // the last new batch did not fill up: the outbox was empty after it
+	limit     int       // messages per batch; lowered to find a refused message
+	lastErr   error     // of the last failed attempt
+}
+
+// sendResult is what one send reports to the transmit loop.
+type sendResult struct {
+	b       ports.Batch
+	in      []message.Message
+	err     error
+	cut     bool      // its context ended: close cut it, or the flush deadline passed
+	started time.Time // for the backoff, which counts from the start of the failed attempt
+	gen     uint64    // the transmitter's failedGen when it was launched
 }
 
 // transmit is the transmitter's loop. It sleeps until the doorbell rings
 // (something was queued), waits the batch delay so that neighbours join,
-// then sends batches from the outbox until it is empty:
+// then sends batches from the outbox until it is empty, with up to
+// WithMaxInFlight sends at once while the cloud answers (one while it does
+// not, or while a refused message is being looked for):
 //
 //   - success: the batch leaves the outbox; requests in the answer go to
 //     the request dispatcher;
-//   - transient error: the batch goes back and is retried after a
-//     full-jitter exponential backoff (or the cloud's Retry-After); the
-//     first failure of an outage is reported to the OnError of the virtual
-//     devices whose messages were in the batch;
+//   - transient error: the batch is held and sent again as it is after a
+//     full-jitter exponential backoff counted from the start of the failed
+//     attempt (or after the cloud's Retry-After); the first failure of an
+//     outage is reported to the OnError of the virtual devices whose
+//     messages were in the batch;
 //   - ErrUnauthorized: like a transient error, and it counts towards the
 //     circuit breaker, which pauses sends and polls and reports the error to
 //     every virtual device's OnError when it opens;
@@ -53,7 +81,8 @@ type transmitter struct {
 // so that an answer never depends on the request buffer.
 func (p *dispatcher) transmit(ctx context.Context) {
 	defer close(p.txDone)
-	t := &transmitter{p: p, log: p.txLog, flush: p.flush, limit: p.set.maxMessages}
+	t := &transmitter{p: p, log: p.txLog, flush: p.flush, limit: p.set.maxMessages,
+		results: make(chan sendResult, p.set.maxInFlight)}
 	for ctx.Err() == nil {
 		if !t.flushing {
 			select {
@@ -69,6 +98,7 @@ func (p *dispatcher) transmit(ctx context.Context) {
 			break
 		}
 	}
+	t.settle()
 	p.unsent = t.leftover()
 }
 
@@ -93,10 +123,34 @@ func (t *transmitter) sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// drain sends batches until the outbox is empty, the flush deadline passed
-// or ctx ended.
+// window is how many sends may be in flight: one while the cloud fails or
+// while a refused message is looked for, so that a failing cloud gets one
+// probe at a time.
+func (t *transmitter) window() int {
+	if t.failures > 0 || t.limit < t.p.set.maxMessages || t.p.breaker.failing() {
+		return 1
+	}
+	return t.p.set.maxInFlight
+}
+
+// pause returns how long the next send must wait: while the circuit
+// breaker is open (auth true) or the backoff runs; 0 when it may start.
+func (t *transmitter) pause(now time.Time) (wait time.Duration, auth bool) {
+	if w := t.p.breaker.wait(now); w > 0 {
+		return w, true
+	}
+	if t.failures > 0 {
+		return max(t.retryAt.Sub(now), 0), false
+	}
+	return 0, false
+}
+
+// drain sends batches until the outbox is empty and no send is in flight,
+// the flush deadline passed or ctx ended. Sends may still be in flight when
+// it returns for the deadline or ctx: settle collects them.
 func (t *transmitter) drain(ctx context.Context) {
 	p := t.p
+	var grouping <-chan time.Time // the batch delay of messages queued during a send
 	for ctx.Err() == nil {
 		select {
 		case dl := <-t.flush: // nil once flushing; it may come during a send
@@ -107,33 +161,77 @@ func (t *transmitter) drain(ctx context.Context) {
 		if t.flushing && !now.Before(t.deadline) {
 			return
 		}
-		if wait := p.breaker.wait(now); wait > 0 {
-			if t.flushing {
-				return // the credentials are refused: nothing can be sent before the close deadline
+		if t.inFlight < t.window() {
+			wait, auth := t.pause(now)
+			// A new batch goes alongside a send in flight only from a
+			// backlog: after a batch that did not fill up, what is queued
+			// next waits the batch delay (grouping) so that it leaves in
+			// one call, not one call per message.
+			room := t.inFlight == 0 || len(t.held) > 0 || !t.drained || t.flushing
+			switch {
+			case wait <= 0 && room:
+				held := len(t.held) > 0
+				b, err := t.next()
+				switch {
+				case err != nil:
+					t.failures++
+					t.failedGen++
+					t.lastErr = fmt.Errorf("take messages from the outbox: %w", err)
+					t.retryAt = now.Add(p.set.backoffDelay(t.failures, 0))
+					t.log.Error("outbox failed; retrying", "error", err)
+					continue
+				case len(b.Messages) > 0:
+					if !held {
+						t.drained = len(b.Messages) < t.limit
+					}
+					t.launch(ctx, b)
+					continue
+				case t.inFlight == 0:
+					return
+				}
+				t.drained = true
+			case wait > 0 && t.inFlight == 0:
+				if auth {
+					if t.flushing {
+						return // the credentials are refused: nothing can be sent before the close deadline
+					}
+					t.log.Debug("credentials refused: sends paused", "wait", wait)
+				}
+				t.sleep(ctx, wait)
+				continue
 			}
-			t.log.Debug("credentials refused: sends paused", "wait", wait)
-			t.sleep(ctx, wait)
-			continue
 		}
-		b, err := p.dev.outbox.Begin(t.limit, p.set.maxBatchBytes)
-		if err != nil {
-			t.failures++
-			t.lastErr = fmt.Errorf("take messages from the outbox: %w", err)
-			t.log.Error("outbox failed; retrying", "error", err)
-			t.sleep(ctx, p.set.backoffDelay(t.failures, 0))
-			continue
+		select {
+		case r := <-t.results:
+			t.inFlight--
+			t.handle(r)
+		case <-p.bell: // queued while a send is in flight: it may go in the window's next send
+			if grouping == nil {
+				grouping = p.dev.clock.After(p.set.batchDelay)
+			}
+		case <-grouping:
+			grouping, t.drained = nil, false
+		case dl := <-t.flush:
+			t.startFlush(dl)
+		case <-ctx.Done():
 		}
-		if len(b.Messages) == 0 {
-			return
-		}
-		t.send(ctx, b)
 	}
 }
 
-// send makes one attempt at batch b and ends it.
-func (t *transmitter) send(ctx context.Context, b ports.Batch) {
+// next returns the batch to send next: the oldest held one, else a new one
+// from the outbox (empty when there is none).
+func (t *transmitter) next() (ports.Batch, error) {
+	if len(t.held) > 0 {
+		b := t.held[0]
+		t.held = t.held[1:]
+		return b, nil
+	}
+	return t.p.dev.outbox.Begin(t.limit, t.p.set.maxBatchBytes)
+}
+
+// launch starts one attempt at batch b; it reports on t.results.
+func (t *transmitter) launch(ctx context.Context, b ports.Batch) {
 	p := t.p
-	n := len(b.Messages)
 	var callCtx context.Context
 	var cancel context.CancelFunc
 	if t.flushing {
@@ -141,9 +239,33 @@ func (t *transmitter) send(ctx context.Context, b ports.Batch) {
 	} else {
 		callCtx, cancel = p.cut.begin(ctx) // close cuts it when the flush deadline passes
 	}
-	in, err := p.dev.cfg.Messenger.Exchange(callCtx, b.Messages, 0, 0)
-	cut := callCtx.Err() != nil
-	cancel()
+	started, gen := p.dev.clock.Now(), t.failedGen
+	t.inFlight++
+	go func() {
+		in, err := p.dev.cfg.Messenger.Exchange(callCtx, b.Messages, 0, 0)
+		cut := callCtx.Err() != nil
+		cancel()
+		t.results <- sendResult{b: b, in: in, err: err, cut: cut, started: started, gen: gen}
+	}()
+}
+
+// settle waits for the sends in flight and handles their results, then
+// ends the held batches (their messages stay queued).
+func (t *transmitter) settle() {
+	for ; t.inFlight > 0; t.inFlight-- {
+		t.handle(<-t.results)
+	}
+	for _, b := range t.held {
+		t.end(b, nil)
+	}
+	t.held = nil
+}
+
+// handle ends the attempt r reports on.
+func (t *transmitter) handle(r sendResult) {
+	p := t.p
+	b, err := r.b, r.err
+	n := len(b.Messages)
 	if err == nil {
 		t.end(b, all(n))
 		size := 0
@@ -156,20 +278,21 @@ func (t *transmitter) send(ctx context.Context, b ports.Batch) {
 		t.limit = min(t.limit*2, p.set.maxMessages)
 		p.breaker.success()
 		t.log.Debug("messages sent", "messages", n, "bytes", message.ArraySize(n, size))
-		p.received(t.log, in)
+		p.received(t.log, r.in)
 		return
 	}
-	if cut {
+	if r.cut {
 		t.end(b, nil) // stopping: the batch stays for the next start
 		t.lastErr = fmt.Errorf("a send was cut short by the close deadline: %w", err)
 		return
 	}
 	t.lastErr = err
 	p.dev.stats.protocolErrors.Add(1)
+	now := p.dev.clock.Now()
 	switch {
 	case errors.Is(err, ports.ErrUnauthorized):
-		t.retry(b)
-		opened, first := p.breaker.failure(p.dev.clock.Now())
+		t.hold(b)
+		opened, first := p.breaker.failure(now)
 		switch {
 		case first:
 			t.log.Error("the cloud refuses the device's credentials; pausing sends and polls",
@@ -179,25 +302,50 @@ func (t *transmitter) send(ctx context.Context, b ports.Batch) {
 		case opened:
 			t.log.Warn("credentials still refused; pausing again", "pause", p.set.authPause, "error", err)
 		default:
-			t.failures++
-			t.sleep(ctx, p.set.backoffDelay(t.failures, retryAfter(err)))
+			t.backoff(r, now)
 		}
 	case ports.IsPermanent(err):
 		t.failures = 0
 		t.refused(b, err)
 	default:
-		t.retry(b)
-		t.failures++
-		wait := p.set.backoffDelay(t.failures, retryAfter(err))
-		t.log.Warn("send failed; retrying", "messages", n, "attempt", t.failures, "wait", wait, "error", err)
+		t.hold(b)
+		t.backoff(r, now)
+		t.log.Warn("send failed; retrying", "messages", n, "attempt", t.failures,
+			"wait", max(t.retryAt.Sub(now), 0), "error", err)
 		if t.failures == 1 {
 			p.reportError(b.Messages, fmt.Errorf("send messages: the cloud is unreachable or failing; the messages stay queued and are retried with backoff: %w", err))
 		}
-		t.sleep(ctx, wait)
 	}
 }
 
-// retry puts batch b back for another attempt.
+// backoff counts the failure of attempt r (unless r was launched before the
+// last counted failure: sends in flight together fail as one) and sets when the
+// next attempt may start: a full-jitter draw after the start of r (so an
+// attempt that hung for its timeout does not add the timeout to the wait:
+// the time between attempts stays below the backoff cap), and not before
+// the cloud's Retry-After has passed.
+func (t *transmitter) backoff(r sendResult, now time.Time) {
+	if r.gen == t.failedGen {
+		t.failures++ // sends launched before this failure was counted fail with it, as one
+		t.failedGen++
+	}
+	at := r.started.Add(t.p.set.backoffDelay(t.failures, 0))
+	if ra := retryAfter(r.err); ra > 0 && now.Add(ra).After(at) {
+		at = now.Add(ra)
+	}
+	if at.After(t.retryAt) {
+		t.retryAt = at
+	}
+}
+
+// hold keeps batch b open for another attempt, in Seq order.
+func (t *transmitter) hold(b ports.Batch) {
+	t.p.dev.stats.retried.Add(uint64(len(b.Messages)))
+	i, _ := slices.BinarySearchFunc(t.held, b.Seq, func(h ports.Batch, seq uint64) int { return cmp.Compare(h.Seq, seq) })
+	t.held = slices.Insert(t.held, i, b)
+}
+
+// retry puts batch b back in the outbox for another attempt.
 func (t *transmitter) retry(b ports.Batch) {
 	t.p.dev.stats.retried.Add(uint64(len(b.Messages)))
 	t.end(b, nil)
@@ -243,14 +391,15 @@ func (t *transmitter) end(b ports.Batch, delivered []int) {
 	}
 }
 
-// sendCutter lets close cancel the send the transmitter began before it
+// sendCutter lets close cancel the sends the transmitter began before it
 // learnt of the flush deadline: such a send has no deadline of its own (a
 // hanging cloud would hold it for the transport's timeouts), and only close
 // knows when to give up on it. Safe for concurrent use.
 type sendCutter struct {
-	mu     sync.Mutex
-	cancel context.CancelFunc // of the send in flight; nil between sends
-	done   bool               // cut was called: later sends begin canceled
+	mu      sync.Mutex
+	next    int
+	cancels map[int]context.CancelFunc // of the sends in flight
+	done    bool                       // cut was called: later sends begin canceled
 }
 
 // begin returns the context of a send derived from ctx, canceled by cut,
@@ -264,22 +413,27 @@ func (c *sendCutter) begin(ctx context.Context) (context.Context, context.Cancel
 		cancel()
 		return ctx, cancel
 	}
-	c.cancel = cancel
+	if c.cancels == nil {
+		c.cancels = map[int]context.CancelFunc{}
+	}
+	id := c.next
+	c.next++
+	c.cancels[id] = cancel
 	return ctx, func() {
 		c.mu.Lock()
-		c.cancel = nil
+		delete(c.cancels, id)
 		c.mu.Unlock()
 		cancel()
 	}
 }
 
-// cut cancels the send in flight, if any, and every later one.
+// cut cancels the sends in flight, if any, and every later one.
 func (c *sendCutter) cut() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.done = true
-	if c.cancel != nil {
-		c.cancel()
+	for _, cancel := range c.cancels {
+		cancel()
 	}
 }
 

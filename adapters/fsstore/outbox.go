@@ -99,11 +99,13 @@ type OutboxStats struct {
 	InFlight        int64 // messages in open batches (taken by Begin, not yet ended)
 	Dropped         int64 // non-guaranteed messages dropped for room since OpenOutbox
 	// DroppedUnconfirmed counts those of Dropped that had been handed out
-	// in a batch before (End put them back): the send failed, but a failure
-	// after the cloud stored them (a reset, a lost answer) looks the same,
-	// so the cloud may have them. The messages lost are therefore at least
-	// Dropped-DroppedUnconfirmed and at most Dropped; exactly Dropped when
-	// this is 0.
+	// in a batch before (End put them back). If that batch's send failed
+	// after the cloud stored it (a reset, a lost answer), the cloud may have
+	// them: the messages lost are at least Dropped-DroppedUnconfirmed and at
+	// most Dropped. The device's transmitter keeps such a batch open and
+	// sends it again as it is, and puts a batch back only when the cloud
+	// refused it or Close cut its send, so with it this stays 0 while the
+	// device runs and the loss is exactly Dropped.
 	DroppedUnconfirmed int64
 	// Corrupt counts the records found damaged and skipped since
 	// OpenOutbox (on open, by Begin, or when compacting): a checksum that

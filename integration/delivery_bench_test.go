@@ -170,10 +170,12 @@ func TestDeliveryFigures(t *testing.T) {
 // goroutines and reports the messages the cloud accepted per second, from
 // the first Set to the last acceptance, and the outbox writes per message.
 func BenchmarkGuaranteedSetToAck(b *testing.B) {
-	for _, tt := range []struct{ callers, batch int }{{16, 100}, {64, 100}, {256, 100}, {256, 500}, {256, 1000}} {
-		b.Run(fmt.Sprintf("callers=%d/batch=%d", tt.callers, tt.batch), func(b *testing.B) {
+	for _, tt := range []struct{ callers, batch, inFlight int }{
+		{16, 100, 2}, {64, 100, 2}, {256, 100, 1}, {256, 100, 2}, {256, 100, 4}, {256, 500, 2}, {256, 1000, 2},
+	} {
+		b.Run(fmt.Sprintf("callers=%d/batch=%d/inflight=%d", tt.callers, tt.batch, tt.inFlight), func(b *testing.B) {
 			callers := tt.callers
-			_, d, v := deliveryDevice(b, 64<<20, device.WithMaxMessagesPerConnection(tt.batch))
+			_, d, v := deliveryDevice(b, 64<<20, device.WithMaxMessagesPerConnection(tt.batch), device.WithMaxInFlight(tt.inFlight))
 			b.ResetTimer()
 			f := setToAck(b, d, v, b.N, callers)
 			b.StopTimer()
@@ -186,9 +188,9 @@ func BenchmarkGuaranteedSetToAck(b *testing.B) {
 // BenchmarkBacklogDrain queues a backlog of b.N guaranteed messages while
 // the cloud is down and reports how fast it drains once the cloud is back.
 func BenchmarkBacklogDrain(b *testing.B) {
-	for _, batch := range []int{100, 500, 1000} {
-		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			c, d, v := deliveryDevice(b, 64<<20, device.WithMaxMessagesPerConnection(batch))
+	for _, tt := range []struct{ batch, inFlight int }{{100, 1}, {100, 2}, {100, 4}, {500, 2}, {1000, 2}} {
+		b.Run(fmt.Sprintf("batch=%d/inflight=%d", tt.batch, tt.inFlight), func(b *testing.B) {
+			c, d, v := deliveryDevice(b, 64<<20, device.WithMaxMessagesPerConnection(tt.batch), device.WithMaxInFlight(tt.inFlight))
 			b.ResetTimer()
 			b.StopTimer() // the fill is not measured
 			f := backlogDrain(b, c, d, v, b.N)

@@ -47,8 +47,8 @@ type Config struct {
 	// never.
 	Logger *slog.Logger
 	// NewID makes the clientId of every message; it must return a new
-	// value on every call, across restarts too. Nil means a random UUID v4
-	// (crypto/rand).
+	// value on every call, across restarts too. Nil means a time-ordered
+	// UUID (version 7: the time in ms, then 74 random bits from crypto/rand).
 	NewID func() string
 	// DataDir is the directory whose file system the diagnostics resource
 	// reports free and total space for; "" means the working directory.

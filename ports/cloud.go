@@ -79,3 +79,13 @@ type Activator interface {
 type ModelSource interface {
 	Model(ctx context.Context, urn string) (*model.DeviceModel, error)
 }
+
+// PolicySource fetches device policies from the cloud (protocol.md §5) as
+// the raw JSON of one policy object; domain/policy parses it. DevicePolicy
+// finds the policy assigned to deviceID under the model modelURN,
+// DevicePolicyByID fetches one by its id. Both return an error wrapping
+// ErrNotFound when there is none. One attempt; safe for concurrent use.
+type PolicySource interface {
+	DevicePolicy(ctx context.Context, modelURN, deviceID string) ([]byte, error)
+	DevicePolicyByID(ctx context.Context, modelURN, policyID string) ([]byte, error)
+}

@@ -6,5 +6,5 @@
 // Imports: the standard library, domain/, ports and periph.io. Never another
 // adapter.
 //
-// Status: planned (no code yet); this file fixes its place in the layout.
+// Drivers: BME280 (I²C temperature, pressure, humidity), MCP3008 (SPI ADC), GPIO.
 package periph

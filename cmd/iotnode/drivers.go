@@ -44,7 +44,10 @@ type driverDeps struct {
 // drivers returns the node's drivers by name.
 func builtinDrivers(deps driverDeps) map[string]driver {
 	return map[string]driver{
-		"sim": {prepare: deps.prepareSim},
+		"sim":     {prepare: deps.prepareSim},
+		"bme280":  {prepare: deps.prepareBME280},
+		"mcp3008": {prepare: deps.prepareMCP3008},
+		"gpio":    {prepare: deps.prepareGPIO},
 	}
 }
 

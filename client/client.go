@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/iotnode/iotnode/adapters/fsstore"
@@ -130,6 +131,10 @@ func open(op, path, passphrase string, opts []Option) (*stack, device.Config, []
 	if err := o.validate(); err != nil {
 		return fail(err)
 	}
+	devOpts, err := networkCostFromEnv(o.deviceOpts)
+	if err != nil {
+		return fail(err)
+	}
 	if path == "" {
 		return fail(errors.New("the provisioning file path is empty, expected the file `iotcloud device register` wrote"))
 	}
@@ -152,7 +157,6 @@ func open(op, path, passphrase string, opts []Option) (*stack, device.Config, []
 		topts = append(topts, fsstore.WithKDFIterations(o.kdfIterations))
 	}
 	s := &stack{dataDir: o.dataDir, done: make(chan struct{})}
-	var err error
 	if s.trust, err = fsstore.OpenTrustStore(path, passphrase, topts...); err != nil {
 		return fail(err)
 	}
@@ -188,12 +192,35 @@ func open(op, path, passphrase string, opts []Option) (*stack, device.Config, []
 		Messenger:  s.http,
 		Activator:  s.http,
 		Models:     s.http,
+		Policies:   s.http,
 		ModelStore: s.models,
 		Outbox:     s.outbox,
 		Logger:     logger,
 		DataDir:    s.dataDir,
 	}
-	return s, cfg, o.deviceOpts, nil
+	return s, cfg, devOpts, nil
+}
+
+// NetworkCostEnv is the environment variable that sets the device's network
+// cost for device policies (batchByCost), as in Oracle's libraries:
+// ETHERNET, CELLULAR or SATELLITE, in any letter case. A
+// device.WithNetworkCost option given with WithDeviceOptions wins over it.
+const NetworkCostEnv = "oracle_iot_client_network_cost"
+
+// networkCostFromEnv puts the network cost of NetworkCostEnv, when it is
+// set, before opts.
+func networkCostFromEnv(opts []device.Option) ([]device.Option, error) {
+	cost := os.Getenv(NetworkCostEnv)
+	if cost == "" {
+		return opts, nil
+	}
+	switch strings.ToUpper(cost) {
+	case device.NetworkEthernet, device.NetworkCellular, device.NetworkSatellite:
+	default:
+		return nil, fmt.Errorf("environment variable %s: %q, expected %s, %s or %s", NetworkCostEnv, cost,
+			device.NetworkEthernet, device.NetworkCellular, device.NetworkSatellite)
+	}
+	return append([]device.Option{device.WithNetworkCost(cost)}, opts...), nil
 }
 
 // closeWith closes the device with closeDevice, then the adapters, once.

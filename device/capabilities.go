@@ -86,17 +86,6 @@ func badRequest(format string, args ...any) (int, []byte) {
 	return virtual.StatusBadRequest, fmt.Appendf(nil, format, args...)
 }
 
-// policyChanged records a device policy change (protocol.md §5). Device
-// policies arrive in a later issue; until then the change is logged and
-// counted, and the device answers 200 as Oracle's clients do.
-func (p *dispatcher) policyChanged(_ context.Context, _ string, body []byte) (int, []byte) {
-	p.mu.Lock()
-	p.policyChanges++
-	p.mu.Unlock()
-	p.reqLog.Info("device policy changed; device policies are not applied yet", "body_bytes", len(body))
-	return virtual.StatusOK, okBody
-}
-
 // countersBody is the answer of message_dispatcher/counters: Oracle's six
 // totals plus the outbox's.
 type countersBody struct {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/iotnode/iotnode/domain/message"
@@ -27,6 +28,13 @@ type Config struct {
 	Activator ports.Activator
 	// Models fetches device models from the cloud (required).
 	Models ports.ModelSource
+	// Policies fetches device policies (protocol.md §5); optional. When it
+	// is set, every virtual device fetches its policy in the background
+	// after CreateVirtualDevice, fetches it again when the cloud pushes a
+	// change (policyChanged), and Offer runs the values through it. Nil
+	// means no device policies: Offer behaves like Set. The HTTP transport
+	// (adapters/http) implements it.
+	Policies ports.PolicySource
 	// ModelStore is the optional local store of device models (the
 	// dm-<urn>.json files): DeviceModel reads it before asking the cloud and
 	// writes what it fetched. A corrupt entry is reported through the logger
@@ -42,8 +50,8 @@ type Config struct {
 	Clock ports.Clock
 	// Logger receives the device's logs; nil discards them. The device
 	// names its child loggers (attribute "logger") iotnode.device,
-	// iotnode.dispatcher.transmitter, iotnode.dispatcher.receiver and
-	// iotnode.requests. Payloads are logged only at debug level, secrets
+	// iotnode.dispatcher.transmitter, iotnode.dispatcher.receiver,
+	// iotnode.requests and iotnode.policies. Payloads are logged only at debug level, secrets
 	// never.
 	Logger *slog.Logger
 	// NewID makes the clientId of every message; it must return a new
@@ -123,6 +131,7 @@ type settings struct {
 	handlerTimeout    time.Duration
 	dataQoS           virtual.QoS
 	alertQoS          virtual.QoS
+	networkCost       string
 
 	// Seams for tests; production code uses the defaults.
 	genKey func(bits int) (*rsa.PrivateKey, error)
@@ -200,6 +209,12 @@ func (s *settings) validate() error {
 	atLeast("WithOutboxBytes", s.outboxBytes, 1024)
 	atLeast("WithCallbackQueue", s.callbackQueue, 1)
 	positive("WithAttributeHandlerTimeout", s.handlerTimeout)
+	switch s.networkCost {
+	case "", NetworkEthernet, NetworkCellular, NetworkSatellite:
+	default:
+		errs = append(errs, fmt.Errorf("option WithNetworkCost: %q, expected %s, %s or %s",
+			s.networkCost, NetworkEthernet, NetworkCellular, NetworkSatellite))
+	}
 	for _, q := range []struct {
 		option string
 		qos    virtual.QoS
@@ -341,4 +356,20 @@ func WithDataQoS(p message.Priority, r message.Reliability) Option {
 // HIGHEST, GUARANTEED_DELIVERY (Oracle's).
 func WithAlertQoS(p message.Priority, r message.Reliability) Option {
 	return func(s *settings) { s.alertQoS = virtual.QoS{Priority: p, Reliability: r} }
+}
+
+// Network costs for WithNetworkCost, cheapest first.
+const (
+	NetworkEthernet  = "ETHERNET"
+	NetworkCellular  = "CELLULAR"
+	NetworkSatellite = "SATELLITE"
+)
+
+// WithNetworkCost sets the cost of the device's network link, which the
+// batchByCost function of device policies compares with its networkCost
+// parameter: NetworkEthernet (the default), NetworkCellular or
+// NetworkSatellite, in any letter case (Oracle's
+// oracle_iot_client_network_cost; package client reads that variable).
+func WithNetworkCost(cost string) Option {
+	return func(s *settings) { s.networkCost = strings.ToUpper(cost) }
 }

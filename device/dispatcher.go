@@ -30,6 +30,8 @@ import (
 //	request dispatcher dispatchRequests, until close cancels it
 //	connectivity test  runTest, one at a time, until done, stopped or closed
 //	callbacks          one per virtual device (VirtualDevice.run)
+//	device policies    one per virtual device when Config.Policies is set
+//	                   (VirtualDevice.runPolicy, with its fetch in flight)
 type dispatcher struct {
 	dev      *DirectlyConnectedDevice
 	set      *settings
@@ -38,6 +40,7 @@ type dispatcher struct {
 	txLog    *slog.Logger
 	rxLog    *slog.Logger
 	reqLog   *slog.Logger
+	polLog   *slog.Logger
 
 	// base is the lifetime of the dispatcher's goroutines, not a request's
 	// context (like http.Server's BaseContext): the loops and the callables
@@ -48,6 +51,8 @@ type dispatcher struct {
 	stopRx  context.CancelFunc
 	stopReq context.CancelFunc
 	stopTx  context.CancelFunc
+	polCtx  context.Context // of the policy goroutines
+	stopPol context.CancelFunc
 	flush   chan time.Time // close sends the flush deadline to the transmitter
 	rxDone  chan struct{}
 	reqDone chan struct{}
@@ -55,6 +60,9 @@ type dispatcher struct {
 	unsent  error      // set by the transmitter before txDone is closed
 	cut     sendCutter // cuts a send the flush deadline overtook
 	tests   sync.WaitGroup
+	// polLoops counts the policy goroutines; Add only under mu while
+	// polStopped is false.
+	polLoops sync.WaitGroup
 
 	bell    chan struct{} // the transmitter's doorbell: something was queued
 	inbox   *inbox
@@ -63,6 +71,7 @@ type dispatcher struct {
 
 	mu            sync.Mutex
 	closed        bool
+	polStopped    bool                                 // stopPolicies ran: no policy goroutine starts
 	vds           map[string]map[string]*VirtualDevice // endpoint -> model URN -> device
 	all           []*VirtualDevice                     // in creation order
 	test          *connTest                            // the current or last connectivity test
@@ -77,6 +86,7 @@ func newDispatcher(d *DirectlyConnectedDevice, endpoint string) *dispatcher {
 		txLog:    d.named("iotnode.dispatcher.transmitter").With("endpoint_id", endpoint),
 		rxLog:    d.named("iotnode.dispatcher.receiver").With("endpoint_id", endpoint),
 		reqLog:   d.named("iotnode.requests").With("endpoint_id", endpoint),
+		polLog:   d.named("iotnode.policies").With("endpoint_id", endpoint),
 		flush:    make(chan time.Time, 1),
 		rxDone:   make(chan struct{}),
 		reqDone:  make(chan struct{}),
@@ -99,6 +109,7 @@ func (p *dispatcher) start() {
 	rxCtx, p.stopRx = context.WithCancel(p.base)
 	reqCtx, p.stopReq = context.WithCancel(p.base)
 	txCtx, p.stopTx = context.WithCancel(p.base)
+	p.polCtx, p.stopPol = context.WithCancel(p.base)
 	go p.transmit(txCtx)
 	go p.receive(rxCtx)
 	go p.dispatchRequests(reqCtx)
@@ -229,6 +240,7 @@ func (p *dispatcher) addVirtual(endpoint string, m *model.DeviceModel) (*Virtual
 	p.vds[endpoint][m.URN] = v
 	p.all = append(p.all, v)
 	go v.run(p.base)
+	p.startPolicy(v)
 	p.mu.Unlock()
 
 	p.queueReport(endpoint)
@@ -402,6 +414,8 @@ func (p *dispatcher) close(ctx context.Context) error {
 	<-p.rxDone
 	<-p.reqDone
 	p.tests.Wait()
+	p.stopPolicies()
+	p.flushPolicies() // what the policies hold goes out with the final flush
 	p.quiesce(ctx, flushBy)
 	p.flush <- flushBy
 	select {
@@ -427,7 +441,7 @@ func (p *dispatcher) close(ctx context.Context) error {
 	all := slices.Clone(p.all)
 	p.mu.Unlock()
 	for _, v := range all {
-		close(v.jobs)
+		v.closeJobs()
 	}
 	var errs []error
 	if p.unsent != nil {

@@ -43,16 +43,29 @@
 // The constructors start nothing. The message dispatcher starts with Start
 // or the first CreateVirtualDevice (both need an activated device) and
 // runs: the transmitter, the receiver (long polling, or polling), the
-// request dispatcher, a connectivity test when the cloud starts one, and one
+// request dispatcher, a connectivity test when the cloud starts one, one
 // callback goroutine per virtual device, which runs that device's callbacks
-// one at a time. Close stops every one of them and waits for them.
+// one at a time, and, when Config.Policies is set, one policy goroutine per
+// virtual device (it fetches the device policy, fetches it again on
+// policyChanged and sends what a policy's windows and batches hold when
+// they fall due). Close stops every one of them and waits for them; what
+// the policies still hold is queued before the final flush.
+//
+// # Device policies
+//
+// VirtualDevice.Offer runs values through the virtual device's device
+// policy (protocol.md §5), whose engine is domain/policy: this package
+// fetches, compiles and installs it, runs the engine under the virtual
+// device's lock, turns its outcome into DATA and ALERT messages and calls
+// of the device's own callables, and ticks it on the device's clock.
+// Until a policy is installed, and without one, Offer is Set.
 //
 // # Built-in resources
 //
 // On its own endpoint the device answers the capability resources of
 // protocol.md §8: message_dispatcher counters, reset and pollingInterval;
-// diagnostics info and testConnectivity; device_policy policyChanged (which
-// is acknowledged and logged until device policies arrive). It announces
+// diagnostics info and testConnectivity; device_policy policyChanged (the
+// virtual devices of the model fetch their policy again). It announces
 // them, and each virtual device's attributes and actions, in
 // RESOURCES_REPORT messages.
 package device

@@ -83,8 +83,12 @@ type VirtualDevice struct {
 	jobs     chan job      // events for the callback goroutine; closed by the dispatcher's close
 	done     chan struct{} // closed when the callback goroutine returns
 
-	mu    sync.Mutex // guards state
+	postMu     sync.Mutex // guards sends on jobs that do not wait, and jobsClosed
+	jobsClosed bool
+
+	mu    sync.Mutex // guards state and pol's engine
 	state *virtual.Device
+	pol   policyState // the device policy (policy.go)
 
 	cbMu      sync.Mutex // guards the callbacks
 	onChange  func(ChangeEvent)
@@ -128,11 +132,6 @@ func (v *VirtualDevice) Set(name string, value any) error {
 	}
 	return v.queue(op, m)
 }
-
-// Offer is meant to pass the value through the device policies of the
-// attribute before it is sent. Device policies arrive in a later issue:
-// until then Offer behaves exactly like Set.
-func (v *VirtualDevice) Offer(name string, value any) error { return v.Set(name, value) }
 
 // open fails with ErrClosed once the device is closing.
 func (v *VirtualDevice) open(op string) error {
@@ -415,9 +414,15 @@ func (v *VirtualDevice) SetCallable(action string, fn Callable) error {
 //   - messages still queued when Close gave up (a durable outbox keeps them);
 //   - a panicking callback (no messages);
 //   - an attribute handler that refused a cloud set (no messages; see
-//     SetAttributeHandler).
+//     SetAttributeHandler);
+//   - device policies (no messages, unless one the policy produced could
+//     not be queued): a policy that could not be fetched for good or that
+//     does not compile (Offer then sends like Set), a problem the policy met
+//     on a value, an action it called that failed or has no callable.
 //
-// nil removes it; errors are then only logged.
+// nil removes it; errors are then only logged. Set it right after
+// CreateVirtualDevice: the policy fetch starts then, and an error that
+// comes before the callback is set is only logged.
 func (v *VirtualDevice) OnError(fn func(ErrorEvent)) {
 	v.cbMu.Lock()
 	defer v.cbMu.Unlock()
@@ -471,15 +476,38 @@ func (v *VirtualDevice) postRequest(ctx context.Context, r request) {
 }
 
 // postError hands an error event to the callback goroutine without
-// waiting; when its queue is full the event is logged and dropped. It must
-// not be called once the dispatcher closed jobs (its callers, the
-// transmitter and the receiver, stop before).
+// waiting; when its queue is full (or closed) the event is logged and
+// dropped.
 func (v *VirtualDevice) postError(msgs []message.Message, err error) {
-	select {
-	case v.jobs <- func(context.Context) { v.deliverError(msgs, err) }:
-	default:
+	if !v.post(func(context.Context) { v.deliverError(msgs, err) }) {
 		v.log.Error("callback queue full: error event dropped", "messages", len(msgs), "error", err)
 	}
+}
+
+// post hands j to the callback goroutine without waiting. It reports false
+// when the queue is full or the dispatcher closed it (an Offer that raced
+// with Close).
+func (v *VirtualDevice) post(j job) bool {
+	v.postMu.Lock()
+	defer v.postMu.Unlock()
+	if v.jobsClosed {
+		return false
+	}
+	select {
+	case v.jobs <- j:
+		return true
+	default:
+		return false
+	}
+}
+
+// closeJobs closes the callback queue: the callback goroutine returns once
+// it ran what is queued. The dispatcher's close calls it, once.
+func (v *VirtualDevice) closeJobs() {
+	v.postMu.Lock()
+	defer v.postMu.Unlock()
+	v.jobsClosed = true
+	close(v.jobs)
 }
 
 // handle runs one request on the callback goroutine: decide, run the

@@ -30,12 +30,12 @@ func Parse(data []byte) (*DeviceModel, error) {
 	dec.UseNumber()
 	var root any
 	if err := dec.Decode(&root); err != nil {
-		return nil, jsonError(data, err)
+		return nil, fmt.Errorf("device model: %w", JSONError(data, err))
 	}
 	rest := data[dec.InputOffset():]
 	if trimmed := bytes.TrimLeft(rest, " \t\r\n"); len(trimmed) > 0 {
 		at := int64(len(data) - len(trimmed)) // the first byte after the value
-		line, col := position(data, at+1)
+		line, col := JSONPosition(data, at+1)
 		return nil, fmt.Errorf("device model: invalid JSON at line %d, column %d: unexpected data after the top-level object", line, col)
 	}
 	obj, ok := root.(map[string]any)
@@ -54,27 +54,27 @@ func Parse(data []byte) (*DeviceModel, error) {
 	return m, nil
 }
 
-// jsonError turns an encoding/json decoding error into one that says where.
-func jsonError(data []byte, err error) error {
+// JSONError turns an encoding/json decoding error of data into one that
+// says where, by line and column; the JSON documents of domain (device
+// models, device policies) share it.
+func JSONError(data []byte, err error) error {
 	var se *json.SyntaxError
 	switch {
 	case errors.Is(err, io.EOF):
-		return errors.New("device model: empty input: want a JSON object")
+		return errors.New("empty input: want a JSON object")
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return errors.New("device model: invalid JSON: unexpected end of input")
+		return errors.New("invalid JSON: unexpected end of input")
 	case errors.As(err, &se):
-		line, col := position(data, se.Offset)
-		return fmt.Errorf("device model: invalid JSON at line %d, column %d: %s", line, col, se.Error())
+		line, col := JSONPosition(data, se.Offset)
+		return fmt.Errorf("invalid JSON at line %d, column %d: %s", line, col, se.Error())
 	}
-	return fmt.Errorf("device model: invalid JSON: %w", err)
+	return fmt.Errorf("invalid JSON: %w", err)
 }
 
-// position returns the 1-based line and column of the byte before offset
-// (where encoding/json reports a syntax error), or of offset 0.
-func position(data []byte, offset int64) (line, col int) {
-	if offset > int64(len(data)) {
-		offset = int64(len(data))
-	}
+// JSONPosition returns the 1-based line and column of the byte before
+// offset (where encoding/json reports a syntax error), or of offset 0.
+func JSONPosition(data []byte, offset int64) (line, col int) {
+	offset = min(max(offset, 0), int64(len(data)))
 	if offset > 0 {
 		offset-- // the offending byte was the last one read
 	}

@@ -9,6 +9,8 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/iotnode/iotnode/domain/model"
 )
 
 // The function ids of protocol.md §5, sorted.
@@ -45,10 +47,10 @@ func parse(data []byte) (*Policy, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	var root any
 	if err := dec.Decode(&root); err != nil {
-		return nil, jsonError(data, err)
+		return nil, model.JSONError(data, err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		line, col := position(data, dec.InputOffset()+1)
+		line, col := model.JSONPosition(data, dec.InputOffset()+1)
 		return nil, fmt.Errorf("invalid JSON at line %d, column %d: unexpected data after the policy object", line, col)
 	}
 	obj, ok := root.(map[string]any)
@@ -227,31 +229,4 @@ func show(v any) string {
 		return string(b[:37]) + "..."
 	}
 	return string(b)
-}
-
-// jsonError turns an encoding/json decoding error into one that says where.
-func jsonError(data []byte, err error) error {
-	var se *json.SyntaxError
-	switch {
-	case errors.Is(err, io.EOF):
-		return errors.New("empty input: want a JSON object")
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return errors.New("invalid JSON: unexpected end of input")
-	case errors.As(err, &se):
-		line, col := position(data, se.Offset)
-		return fmt.Errorf("invalid JSON at line %d, column %d: %s", line, col, se.Error())
-	}
-	return fmt.Errorf("invalid JSON: %w", err)
-}
-
-// position returns the 1-based line and column of the byte before offset.
-func position(data []byte, offset int64) (line, col int) {
-	offset = min(max(offset, 0), int64(len(data)))
-	if offset > 0 {
-		offset--
-	}
-	before := data[:offset]
-	line = bytes.Count(before, []byte("\n")) + 1
-	col = int(offset) - bytes.LastIndexByte(before, '\n')
-	return line, col
 }

@@ -100,8 +100,10 @@ func (v *VirtualDevice) PolicyID() string {
 // applied (reported to OnError), and until the policy is fetched, which
 // happens in the background after CreateVirtualDevice.
 //
-// With a policy, value is checked against the model like Set checks it
-// (the same errors) and the policy's effects are carried out:
+// With a policy, value must have the attribute's type (the same errors as
+// Set); its range is checked on what the policy lets through, so that a
+// filterCondition can drop out-of-range readings (a value outside the range
+// that gets through reaches OnError). The policy's effects are carried out:
 //   - each payload it lets through is one DATA message ("<urn>:attributes")
 //     whose eventTime is the time the values stand for (a window's end for
 //     an aggregate); its values become the last-known values, as with Set.
@@ -139,10 +141,13 @@ func (v *VirtualDevice) Offer(name string, value any) error {
 		v.mu.Unlock()
 		return fmt.Errorf("attribute %q: not in device model %q", name, v.model.URN)
 	}
-	val, err := a.Check(value)
+	// Only the type is checked here: the policy sees a value outside the
+	// model's range (its filterCondition may be there to drop such
+	// readings), and the engine checks the range of what it lets through.
+	val, err := a.Type.Convert(value)
 	if err != nil {
 		v.mu.Unlock()
-		return err
+		return fmt.Errorf("attribute %q: %w", a.Name, err)
 	}
 	fx := v.effectsLocked(e.Offer(now, map[string]model.Value{a.Name: val}, v.state.Get), now)
 	v.mu.Unlock()
@@ -323,8 +328,9 @@ const minTick = time.Millisecond
 
 // runPolicy is the policy goroutine of v, until ctx (the dispatcher's
 // policy context) ends. It fetches the policy at once, again on
-// policyChanged (one fetch at a time: a push during a fetch fetches once
-// more after it), and runs Tick when the engine's Next falls due.
+// policyChanged (one fetch at a time: a push during a fetch cancels it and
+// fetches anew, as the push may name a newer policy), and runs Tick when
+// the engine's Next falls due.
 func (v *VirtualDevice) runPolicy(ctx context.Context) {
 	defer v.p.polLoops.Done()
 	clock := v.p.dev.clock
@@ -333,12 +339,19 @@ func (v *VirtualDevice) runPolicy(ctx context.Context) {
 		err error
 	}
 	results := make(chan fetched, 1)
+	var (
+		fetching, again bool
+		cancelFetch     context.CancelFunc = func() {}
+	)
 	fetch := func() {
-		raw, err := v.fetchPolicy(ctx)
-		results <- fetched{raw, err}
+		fctx, cancel := context.WithCancel(ctx)
+		fetching, cancelFetch = true, cancel
+		go func() {
+			raw, err := v.fetchPolicy(fctx)
+			results <- fetched{raw, err}
+		}()
 	}
-	go fetch()
-	fetching, again := true, false
+	fetch()
 	var lastTick time.Time
 	for {
 		var due <-chan time.Time
@@ -368,20 +381,21 @@ func (v *VirtualDevice) runPolicy(ctx context.Context) {
 			v.tick(lastTick)
 		case <-v.pol.rearm:
 		case <-v.pol.refetch:
-			if fetching {
+			if fetching { // superseded: the push may name a newer policy
 				again = true
+				cancelFetch()
 			} else {
-				fetching = true
-				go fetch()
+				fetch()
 			}
 		case f := <-results:
 			fetching = false
-			if ctx.Err() == nil {
+			cancelFetch()
+			switch {
+			case again:
+				again = false
+				fetch()
+			case ctx.Err() == nil:
 				v.install(f.raw, f.err)
-			}
-			if again {
-				again, fetching = false, true
-				go fetch()
 			}
 		}
 	}

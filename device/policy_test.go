@@ -177,19 +177,23 @@ func TestPolicyFetchRetriesWithBackoff(t *testing.T) {
 func TestPolicyFetchPermanentErrorReachesOnError(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r, src := policyRig()
-		src.errs = []error{&ports.CloudError{Op: "fetch the device policy", Status: 403, Permanent: true, Index: -1,
-			Err: errors.New("forbidden")}}
 		src.hang = true // until OnError is set
 		d := r.device(t)
 		v := virtualDevice(t, d, "humidity_sensor")
+		synctest.Wait() // the first fetch hangs
 		sink := &errorSink{}
 		v.OnError(sink.add)
 		src.mu.Lock()
 		src.hang = false
+		src.errs = []error{&ports.CloudError{Op: "fetch the device policy", Status: 403, Permanent: true, Index: -1,
+			Err: errors.New("forbidden")}}
 		src.mu.Unlock()
 		pushPolicyChange(r, "p1", `[{"deviceModelUrn":"`+humidityURN+`","id":"p","lastModified":1,"op":"assigned"}]`)
 		settle(time.Second)
-		// The first fetch hung; the push fetched again and failed.
+		// The first fetch hung; the push canceled it, fetched again and failed.
+		if calls := src.callLog(); len(calls) != 2 {
+			t.Errorf("%d fetches, want 2 (the hung one, then the push's)", len(calls))
+		}
 		want := []string{`device policy for model "urn:com:oracle:iot:device:humidity_sensor" on device dev-ep-1 not fetched, ` +
 			`the current one stays: fetch the device policy: cloud answered 403: forbidden`}
 		closeDevice(t, d)
@@ -387,9 +391,13 @@ func TestOfferFilterCondition(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		setErr := v.Set("humidity", 140)
-		if err := v.Offer("humidity", 140); err == nil || err.Error() != setErr.Error() {
-			t.Errorf("Offer(140) = %v, want Set's %v", err, setErr)
+		// Out of range, but the policy sees it first and its filter drops it.
+		if err := v.Offer("humidity", 140); err != nil {
+			t.Errorf("Offer(140) = %v, want nil (filtered out)", err)
+		}
+		setErr := v.Set("humidity", "wet")
+		if err := v.Offer("humidity", "wet"); err == nil || err.Error() != setErr.Error() {
+			t.Errorf("Offer(wet) = %v, want Set's %v", err, setErr)
 		}
 		if err, want := v.Offer("nope", 1), `attribute "nope": not in device model "`+humidityURN+`"`; err == nil || err.Error() != want {
 			t.Errorf("Offer(nope) = %v, want %s", err, want)

@@ -80,7 +80,7 @@ func TestConfigProblems(t *testing.T) {
 		{
 			name: "unknown driver",
 			yaml: strings.Replace(validConfig, "driver: sim", "driver: foo", 1),
-			want: "iotnode run: config DIR/iotnode.yaml: devices[0].driver: unknown driver \"foo\"; known: bme280, gpio, mcp3008, sim\n",
+			want: "iotnode run: config DIR/iotnode.yaml: devices[0].driver: unknown driver \"foo\"; known: bme280, gpio, mcp3008, plugin, sim\n",
 		},
 		{
 			name: "every problem at once",
@@ -114,7 +114,7 @@ metrics: {listen: "0.0.0.0:9100"}
   logging.level: unknown level "loud" (expected one of debug, info, warn, error)
   logging.format: unknown format "xml" (expected text or json)
   metrics.listen: 0.0.0.0:9100 is not a loopback address (expected 127.0.0.1, ::1 or localhost; set metrics.allow_remote: true to serve metrics to the network)
-  devices[0].driver: unknown driver "foo"; known: bme280, gpio, mcp3008, sim
+  devices[0].driver: unknown driver "foo"; known: bme280, gpio, mcp3008, plugin, sim
   devices[1].hardware_id: only a gateway has indirectly connected devices (set mode: gateway, or remove hardware_id)
   devices[1].settings.signals.temperature: unknown waveform "square": expected one of sine, random_walk, steps
   devices[0].bindings.temperature: attribute "temperature" is not in device model "urn:com:oracle:iot:device:temperature_sensor" (it has: temp, unit, minTemp, maxTemp, minThreshold, maxThreshold, startTime)

@@ -48,6 +48,7 @@ func builtinDrivers(deps driverDeps) map[string]driver {
 		"bme280":  {prepare: deps.prepareBME280},
 		"mcp3008": {prepare: deps.prepareMCP3008},
 		"gpio":    {prepare: deps.prepareGPIO},
+		"plugin":  {prepare: deps.preparePlugin},
 	}
 }
 

@@ -144,6 +144,10 @@ func Check(module string, files []File) []Violation {
 				if isLocal && !f.Test && (under(local, "device") || under(local, "cloud")) {
 					bad("adapters import only domain and ports")
 				}
+			case under(f.Dir, "plugins"):
+				if isLocal && !(under(local, "domain") || under(local, "ports") || under(local, "plugins")) {
+					bad("plugins import only domain, ports and plugins/")
+				}
 			case under(f.Dir, "cloud"):
 				if isLocal && (under(local, "device") || under(local, "adapters") || under(local, "plugins")) && !f.Test {
 					bad("cloud may reuse domain but not device, adapters or plugins")

@@ -193,6 +193,7 @@ func open(op, path, passphrase string, opts []Option) (*stack, device.Config, []
 		Activator:  s.http,
 		Models:     s.http,
 		Policies:   s.http,
+		Storage:    s.http,
 		ModelStore: s.models,
 		Outbox:     s.outbox,
 		Logger:     logger,

@@ -35,6 +35,10 @@ type Config struct {
 	// means no device policies: Offer behaves like Set. The HTTP transport
 	// (adapters/http) implements it.
 	Policies ports.PolicySource
+	// Storage moves storage objects (protocol.md §7); optional:
+	// CreateStorageObject fails without it. The HTTP transport
+	// (adapters/http) implements it.
+	Storage ports.Storage
 	// ModelStore is the optional local store of device models (the
 	// dm-<urn>.json files): DeviceModel reads it before asking the cloud and
 	// writes what it fetched. A corrupt entry is reported through the logger

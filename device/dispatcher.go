@@ -60,7 +60,8 @@ type dispatcher struct {
 	unsent  error      // set by the transmitter before txDone is closed
 	cut     sendCutter // cuts a send the flush deadline overtook
 	tests   sync.WaitGroup
-	// polLoops counts the policy goroutines; Add only under mu while
+	// polLoops counts the policy goroutines and the goroutines that hold a
+	// message until its storage object is synced; Add only under mu while
 	// polStopped is false.
 	polLoops sync.WaitGroup
 

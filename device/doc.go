@@ -48,8 +48,11 @@
 // one at a time, and, when Config.Policies is set, one policy goroutine per
 // virtual device (it fetches the device policy, fetches it again on
 // policyChanged and sends what a policy's windows and batches hold when
-// they fall due). Close stops every one of them and waits for them; what
-// the policies still hold is queued before the final flush.
+// they fall due), and one goroutine per message that waits for its storage
+// object's sync (Set, Raise or Submit with a *StorageObject). Close stops
+// every one of them and waits for them; what the policies still hold is
+// queued before the final flush, and a message still waiting for its
+// object is reported to OnError as not sent.
 //
 // # Device policies
 //

@@ -119,10 +119,20 @@ func (v *VirtualDevice) Get(name string) (model.Value, bool) {
 // of range 0..100`), an outbox that cannot take the message (wrapping
 // ports.ErrOutboxFull), or ErrClosed. The last-known value changes when the
 // value is valid, even if the outbox then refuses the message.
+//
+// A *StorageObject value sets a URI attribute to the object's URI. When the
+// object is InSync the message is queued at once; otherwise Set returns
+// and the message is held until the object's sync ends (Set starts one
+// when none is running): then it is queued and the last-known value
+// changes, or, when the sync failed, OnError receives the error and the
+// message (when the cloud named the object) and nothing is sent.
 func (v *VirtualDevice) Set(name string, value any) error {
 	op := fmt.Sprintf("set attribute %q", name)
 	if err := v.open(op); err != nil {
 		return err
+	}
+	if obj, ok := value.(*StorageObject); ok {
+		return v.setStorageObject(op, name, obj)
 	}
 	v.mu.Lock()
 	m, err := v.state.Set(name, value, v.p.dev.clock.Now())
@@ -191,10 +201,11 @@ func (u *Update) Finish() error {
 // Alert builds an ALERT message of one alert format of the model; build it
 // with VirtualDevice.CreateAlert. It is not safe for concurrent use.
 type Alert struct {
-	v   *VirtualDevice
-	b   *virtual.AlertBuilder
-	err error // the format is unknown
-	urn string
+	v    *VirtualDevice
+	b    *virtual.AlertBuilder
+	err  error // the format is unknown
+	urn  string
+	objs objectFields // storage objects on URI fields (storage.go)
 }
 
 // CreateAlert returns a builder for the ALERT format formatURN of the
@@ -206,10 +217,12 @@ func (v *VirtualDevice) CreateAlert(formatURN string) *Alert {
 	return &Alert{v: v, b: b, err: err, urn: formatURN}
 }
 
-// Set sets the field name to value, checked by Raise. It returns a.
+// Set sets the field name to value, checked by Raise. A *StorageObject
+// on a URI field sets the object's URI, as VirtualDevice.Set does: Raise
+// then holds the alert until the object is in sync. It returns a.
 func (a *Alert) Set(name string, value any) *Alert {
 	if a.b != nil {
-		a.b.Set(name, value)
+		a.b.Set(name, a.objs.take(a.v.model, a.urn, name, value))
 	}
 	return a
 }
@@ -251,16 +264,17 @@ func (a *Alert) Raise() error {
 	if err != nil {
 		return err
 	}
-	return a.v.queue(op, m)
+	return a.v.queueLinked(op, m, a.objs)
 }
 
 // Data builds a custom DATA message of one data format of the model; build
 // it with VirtualDevice.CreateData. It is not safe for concurrent use.
 type Data struct {
-	v   *VirtualDevice
-	b   *virtual.DataBuilder
-	err error
-	urn string
+	v    *VirtualDevice
+	b    *virtual.DataBuilder
+	err  error
+	urn  string
+	objs objectFields // storage objects on URI fields (storage.go)
 }
 
 // CreateData returns a builder for the DATA format formatURN of the model.
@@ -272,10 +286,11 @@ func (v *VirtualDevice) CreateData(formatURN string) *Data {
 	return &Data{v: v, b: b, err: err, urn: formatURN}
 }
 
-// Set sets the field name to value, checked by Submit. It returns d.
+// Set sets the field name to value, checked by Submit. A *StorageObject
+// on a URI field is handled as by Alert.Set. It returns d.
 func (d *Data) Set(name string, value any) *Data {
 	if d.b != nil {
-		d.b.Set(name, value)
+		d.b.Set(name, d.objs.take(d.v.model, d.urn, name, value))
 	}
 	return d
 }
@@ -295,7 +310,7 @@ func (d *Data) Submit() error {
 	if err != nil {
 		return err
 	}
-	return d.v.queue(op, m)
+	return d.v.queueLinked(op, m, d.objs)
 }
 
 // OnChange sets the callback for cloud-side sets of any attribute: it

@@ -2,6 +2,7 @@ package ports
 
 import (
 	"context"
+	"io"
 	"time"
 
 	"github.com/iotnode/iotnode/domain/message"
@@ -88,4 +89,44 @@ type ModelSource interface {
 type PolicySource interface {
 	DevicePolicy(ctx context.Context, modelURN, deviceID string) ([]byte, error)
 	DevicePolicyByID(ctx context.Context, modelURN, policyID string) ([]byte, error)
+}
+
+// ObjectMeta describes the content of a storage object (protocol.md §7).
+type ObjectMeta struct {
+	ContentType     string // MIME type; "" means application/octet-stream on upload
+	ContentEncoding string // e.g. "gzip"; "" for none
+	// Length is the content's size in bytes; -1 when it is unknown (an
+	// upload then streams it chunked).
+	Length int64
+	// LastModified is when the object store last stored the object; zero
+	// when it did not say.
+	LastModified time.Time
+	// Custom is the object's custom metadata, keys in lower case without
+	// their header prefix; nil for none.
+	Custom map[string]string
+}
+
+// Storage moves storage objects between the device and the cloud's object
+// store (protocol.md §7, new style: pre-authorized URLs).
+//
+// Contract:
+//   - StorageURL asks the cloud for a pre-authorized URL of the object
+//     (its full name, prefix included) for one method, PUT, GET or HEAD,
+//     and the headers to send with it. A cloud that offers only classic
+//     storage gives a permanent error.
+//   - Upload sends body to url with headers (from StorageURL) and meta:
+//     meta.Length bytes when it is 0 or more (a body that ends early or
+//     runs long is an error), streamed without a length when it is -1.
+//     It returns what the store recorded (Length is the bytes sent).
+//   - Download writes the object at url to w as it arrives and returns its
+//     metadata; Length is the bytes written.
+//   - Neither holds the whole content in memory; neither closes body or w.
+//   - Each call makes exactly ONE attempt within ctx: the caller retries.
+//     Errors are *CloudError (Permanent per the store's answer; a failure
+//     to read body or write w is permanent) or wrap a context error.
+//   - Safe for concurrent use.
+type Storage interface {
+	StorageURL(ctx context.Context, object, method string) (url string, headers map[string]string, err error)
+	Upload(ctx context.Context, url string, headers map[string]string, body io.Reader, meta ObjectMeta) (ObjectMeta, error)
+	Download(ctx context.Context, url string, headers map[string]string, w io.Writer) (ObjectMeta, error)
 }

@@ -1,6 +1,6 @@
 // Package ports declares the interfaces the core needs from the outside
-// world, in domain terms: the cloud (messages, activation, device models),
-// the outbox, the device-model store, the trusted-assets store, the clock,
+// world, in domain terms: the cloud (messages, activation, device models,
+// device policies, storage objects), the outbox, the device-model store, the trusted-assets store, the clock,
 // sensors and actuators.
 //
 // Each interface is a contract: the doc comment says whether a call blocks,

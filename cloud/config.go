@@ -25,6 +25,7 @@ const (
 type Config struct {
 	DataDir          string           // the store and stored objects live here (created if missing)
 	PublicURL        string           // e.g. "https://127.0.0.1:8443": goes into provisioning files (TLV 1) and storage URLs
+	MQTTURL          string           // e.g. "mqtts://127.0.0.1:8883": the broker devices use, for provisioning files with transport mqtt; empty = no MQTT
 	TrustAnchors     [][]byte         // DER certificates (the cloud's CA) written into provisioning files
 	AdminToken       string           // bearer token of the enterprise API
 	Logger           *slog.Logger     // nil = discard
@@ -50,6 +51,13 @@ func (c Config) Validate() error {
 		add("PublicURL %q: %v", c.PublicURL, err)
 	} else if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		add("PublicURL %q: expected scheme://host[:port] with scheme https or http and nothing after the host", c.PublicURL)
+	}
+	if c.MQTTURL != "" {
+		if u, err := url.Parse(c.MQTTURL); err != nil {
+			add("MQTTURL %q: %v", c.MQTTURL, err)
+		} else if (u.Scheme != "mqtts" && u.Scheme != "mqtt") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			add("MQTTURL %q: expected scheme://host[:port] with scheme mqtts or mqtt and nothing after the host", c.MQTTURL)
+		}
 	}
 	if len(c.AdminToken) < MinAdminTokenLen {
 		add("AdminToken is %d characters, expected at least %d", len(c.AdminToken), MinAdminTokenLen)
@@ -82,6 +90,7 @@ func (c Config) Validate() error {
 // withDefaults returns c with every zero field set.
 func (c Config) withDefaults() Config {
 	c.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
+	c.MQTTURL = strings.TrimSuffix(c.MQTTURL, "/")
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -8,6 +8,16 @@
 // owns the listener and TLS, serves Server.Handler, and calls Server.Close
 // after the HTTP server stopped (Close also ends long polls still waiting).
 //
+// Server.NewMQTT gives the device API over MQTT (docs/mqtt.md), independent
+// of any broker: MQTT.Authenticate checks a CONNECT's JWT password with the
+// token endpoint's own checks, MQTT.Handle serves one publish on
+// iotcs/{id}/PATH by running the matching HTTPS handler in process (with an
+// access token minted for the device, so answers and errors are those of
+// HTTPS) and returns the answer for devices/{id}/PATH or PATH/error, and one
+// pusher per connected device takes its queued requests as a long poll would
+// and publishes them on devices/{id}/messages. cloud/mqttbroker holds the
+// brokers (embedded mochi-mqtt, or a bridge to Mosquitto) that feed it.
+//
 // Decisions where protocol.md leaves room (each also in docs/cloud-api.md):
 //
 //   - Access tokens are HMAC-signed and stateless (cloud/auth); the key is in
@@ -35,7 +45,11 @@
 //     existing URN is 409 (devices cache models by URN), except over a draft.
 //   - Storage is new-style only: GET provisioner/storage answers 405, so
 //     Oracle clients know there is no classic storage.
+//   - Over MQTT, acceptBytes defaults to 10000 (Oracle JS's buffer) until the
+//     device publishes one, and bounds each push, not the sum of pushes; a
+//     request pushed to a device that went away expires, as one answered to
+//     a long poll whose connection broke.
 //
 // It may import the standard library, cloud/api, cloud/auth, cloud/store and
-// domain/ packages; never device/, adapters/ or cmd/.
+// domain/ packages; never device/, adapters/ or cmd/ (nor an MQTT library).
 package cloud

@@ -219,13 +219,13 @@ func (s *Server) handleDeviceGet(w http.ResponseWriter, r *http.Request) error {
 }
 
 // serverURI is PublicURL with an explicit port (TLV 1 is scheme://host:port).
-func (s *Server) serverURI() string {
-	u, _ := url.Parse(s.cfg.PublicURL) // validated by Open
+func (s *Server) serverURI() string { return withPort(s.cfg.PublicURL) }
+
+// withPort is a URL validated by Open, with an explicit port.
+func withPort(raw string) string {
+	u, _ := url.Parse(raw)
 	if u.Port() == "" {
-		port := "443"
-		if u.Scheme == "http" {
-			port = "80"
-		}
+		port := map[string]string{"https": "443", "http": "80", "mqtts": "8883", "mqtt": "1883"}[u.Scheme]
 		u.Host = net.JoinHostPort(u.Hostname(), port)
 	}
 	return u.Scheme + "://" + u.Host
@@ -251,7 +251,22 @@ func (s *Server) handleProvisioningFile(w http.ResponseWriter, r *http.Request) 
 	if d.State == api.StateActivated {
 		return errorf(http.StatusConflict, "provisioning file: device %q is already activated, a provisioning file can only activate a registered device", d.ID)
 	}
-	a := &trust.Assets{ServerURI: s.serverURI(), ClientID: d.ID, SharedSecret: []byte(d.SharedSecret), TrustAnchors: s.cfg.TrustAnchors}
+	mqtt := false
+	switch body.Transport {
+	case "", "https":
+	case "mqtt":
+		if s.cfg.MQTTURL == "" {
+			return errorf(http.StatusBadRequest, "provisioning file: transport mqtt needs an MQTT broker, but this cloud runs none (start it with --mqtt-listen or --mqtt-broker)")
+		}
+		mqtt = true
+	default:
+		return errorf(http.StatusBadRequest, "provisioning file: transport is %q, expected \"https\" or \"mqtt\"", body.Transport)
+	}
+	uri := s.serverURI()
+	if mqtt {
+		uri = withPort(s.cfg.MQTTURL)
+	}
+	a := &trust.Assets{ServerURI: uri, ClientID: d.ID, SharedSecret: []byte(d.SharedSecret), TrustAnchors: s.cfg.TrustAnchors}
 	var file []byte
 	switch body.Format {
 	case "", "v2":
@@ -261,6 +276,9 @@ func (s *Server) handleProvisioningFile(w http.ResponseWriter, r *http.Request) 
 		}
 		file, err = trust.EncodeV2(a, body.Passphrase, rand.Reader, opts...)
 	case "oracle":
+		if mqtt {
+			return errorf(http.StatusBadRequest, "provisioning file: format oracle carries an https server URI only (Oracle's JavaScript library reads no other from it), expected transport https or format v2")
+		}
 		if len(s.cfg.PublicURL) < 8 || s.cfg.PublicURL[:8] != "https://" {
 			return errorf(http.StatusBadRequest, "provisioning file: format oracle needs an https server URI (Oracle's clients speak HTTPS only), the cloud's PublicURL is %q", s.cfg.PublicURL)
 		}
@@ -278,7 +296,7 @@ func (s *Server) handleProvisioningFile(w http.ResponseWriter, r *http.Request) 
 	if err != nil {
 		return errorf(http.StatusBadRequest, "provisioning file: %v", err)
 	}
-	s.log.Info("provisioning file written", "activation_id", d.ID, "format", body.Format)
+	s.log.Info("provisioning file written", "activation_id", d.ID, "format", body.Format, "server_uri", a.ServerURI)
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", d.ID+".conf"))
 	w.Header().Set("Cache-Control", "no-store")

@@ -29,7 +29,7 @@ func leakedGoroutines() string {
 		buf = buf[:runtime.Stack(buf, true)]
 		var leaked []string
 		for _, g := range strings.Split(string(buf), "\n\n") {
-			if strings.Contains(g, "iotnode/cloud.(*Server)") || strings.Contains(g, "iotnode/cloud/store.") {
+			if strings.Contains(g, "iotnode/cloud.(*Server)") || strings.Contains(g, "iotnode/cloud.(*MQTT)") || strings.Contains(g, "iotnode/cloud/store.") {
 				leaked = append(leaked, g)
 			}
 		}

@@ -57,45 +57,15 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) error {
 		s.log.Warn("token request rejected", "reason", "malformed assertion", "remote", r.RemoteAddr)
 		return errorf(http.StatusBadRequest, "token request: %v", err)
 	}
+	d, err := s.verifyAssertion("token request", a, r.RemoteAddr)
+	if err != nil {
+		return err
+	}
 	reject := func(status int, msg string) error {
 		s.log.Warn("token request rejected", "client_id", a.Subject, "reason", msg, "remote", r.RemoteAddr)
 		return errorf(status, "token request: %s", msg)
 	}
-	var d *store.Device
-	err = s.store.View(func(tx *store.Tx) error {
-		d, err = tx.Device(a.Subject)
-		return err
-	})
-	if errors.Is(err, store.ErrNotFound) {
-		return reject(http.StatusUnauthorized, "unknown client \""+a.Subject+"\", expected a registered activation id or endpoint id")
-	}
-	if err != nil {
-		return err
-	}
-	if d.Type == api.DeviceTypeIndirect {
-		return reject(http.StatusUnauthorized, "client \""+a.Subject+"\" is an indirectly connected device: its gateway authenticates for it")
-	}
-	var key auth.Key
-	if len(d.PublicKey) > 0 {
-		pub, err := x509.ParsePKIXPublicKey(d.PublicKey)
-		rk, ok := pub.(*rsa.PublicKey)
-		if err != nil || !ok {
-			return errors.New("stored public key of " + d.ID + " is not an RSA key")
-		}
-		key.PublicKey = rk
-	} else {
-		key.SharedSecret = []byte(d.SharedSecret)
-	}
 	now := s.now()
-	if err := a.Verify(key, now); err != nil {
-		if errors.Is(err, auth.ErrClockSkew) {
-			s.log.Warn("token request rejected", "client_id", a.Subject, "reason", "clock skew", "remote", r.RemoteAddr)
-			e := errorf(http.StatusForbidden, "token request: %v", err)
-			e.currentTime = now.UnixMilli()
-			return e
-		}
-		return reject(http.StatusUnauthorized, err.Error())
-	}
 	tok := auth.Token{Scope: scope, Expiry: now.Add(auth.TokenLifetime)}
 	switch {
 	case scope == auth.ScopeActivation && d.State == api.StateActivated:
@@ -114,6 +84,57 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) error {
 		ExpiresIn:   auth.TokenLifetime.Milliseconds(),
 	})
 	return nil
+}
+
+// verifyAssertion finds the device a parsed client assertion names and
+// verifies the assertion with that device's key: HS256 with the shared secret
+// before activation, RS256 with the activation key after. These are the
+// checks of the token endpoint and of an MQTT CONNECT; op ("token request",
+// "mqtt connect") prefixes the errors and the warnings logged. Errors:
+// *httpError 401 (unknown client, indirectly connected device, bad signature
+// or claims), 403 with currentTime (clock skew), anything else internal.
+func (s *Server) verifyAssertion(op string, a *auth.Assertion, remote string) (*store.Device, error) {
+	reject := func(status int, msg string) error {
+		s.log.Warn(op+" rejected", "client_id", a.Subject, "reason", msg, "remote", remote)
+		return errorf(status, "%s: %s", op, msg)
+	}
+	var d *store.Device
+	err := s.store.View(func(tx *store.Tx) error {
+		var err error
+		d, err = tx.Device(a.Subject)
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, reject(http.StatusUnauthorized, "unknown client \""+a.Subject+"\", expected a registered activation id or endpoint id")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if d.Type == api.DeviceTypeIndirect {
+		return nil, reject(http.StatusUnauthorized, "client \""+a.Subject+"\" is an indirectly connected device: its gateway authenticates for it")
+	}
+	var key auth.Key
+	if len(d.PublicKey) > 0 {
+		pub, err := x509.ParsePKIXPublicKey(d.PublicKey)
+		rk, ok := pub.(*rsa.PublicKey)
+		if err != nil || !ok {
+			return nil, errors.New("stored public key of " + d.ID + " is not an RSA key")
+		}
+		key.PublicKey = rk
+	} else {
+		key.SharedSecret = []byte(d.SharedSecret)
+	}
+	now := s.now()
+	if err := a.Verify(key, now); err != nil {
+		if errors.Is(err, auth.ErrClockSkew) {
+			s.log.Warn(op+" rejected", "client_id", a.Subject, "reason", "clock skew", "remote", remote)
+			e := errorf(http.StatusForbidden, "%s: %v", op, err)
+			e.currentTime = now.UnixMilli()
+			return nil, e
+		}
+		return nil, reject(http.StatusUnauthorized, err.Error())
+	}
+	return d, nil
 }
 
 // deviceHandler is a device API handler, called with the authenticated device.

@@ -71,6 +71,10 @@ type List[T any] struct {
 type ProvisioningFileRequest struct {
 	Passphrase string `json:"passphrase"`
 	Format     string `json:"format,omitempty"` // "v2" (default) or "oracle"
+	// Transport picks the server URI written into the file: "https" (the
+	// default: the cloud's URL) or "mqtt" (its MQTT broker, mqtts://host:port;
+	// the cloud must run one).
+	Transport string `json:"transport,omitempty"`
 }
 
 // Message is one stored message as GET /iot/api/v2/messages returns it: the

@@ -3,6 +3,7 @@ package launch
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
@@ -21,11 +22,16 @@ import (
 
 	"github.com/iotnode/iotnode/cloud"
 	"github.com/iotnode/iotnode/cloud/client"
+	"github.com/iotnode/iotnode/cloud/mqttbroker"
 	"github.com/iotnode/iotnode/cloud/pki"
 )
 
 // DefaultListen is the address a cloud listens on when Options.Listen is empty.
 const DefaultListen = "127.0.0.1:8443"
+
+// BridgeConnectTimeout bounds Start's wait for the first connection to
+// Options.MQTTBroker: a broker that cannot be reached is a start error.
+const BridgeConnectTimeout = 10 * time.Second
 
 // Files in the data directory, besides those of cloud/pki and of the store.
 const (
@@ -50,8 +56,22 @@ type Options struct {
 	PublicURL string
 	// InsecureHTTP serves plain HTTP, without TLS and without a CA. For local
 	// experiments only: tokens and shared secrets then cross the network in
-	// clear. Start logs a warning.
+	// clear. Start logs a warning. An embedded MQTT broker is then plain MQTT.
 	InsecureHTTP bool
+	// MQTTListen, when set, also serves the device API over MQTT with an
+	// embedded broker on this TCP address (HOST:PORT, port 0 picks a free
+	// port), over TLS with the server certificate. MQTTURL() tells where.
+	MQTTListen string
+	// MQTTBroker, when set, serves the device API over MQTT through this
+	// existing broker instead (mqtt://HOST[:PORT] or mqtts://...,
+	// user:password@ optional): the cloud connects as a client and
+	// subscribes to iotcs/+/#. The broker then owns authentication and
+	// access control (see cloud/mqttbroker). Exclusive with MQTTListen.
+	MQTTBroker string
+	// MQTTPublicURL is the broker URL devices use, written into provisioning
+	// files made with transport "mqtt". Empty: mqtts://HOST:PORT of
+	// MQTTListen (HOST as for PublicURL), or MQTTBroker without credentials.
+	MQTTPublicURL string
 	// Logger receives the cloud's logs (nothing is logged when nil).
 	Logger *slog.Logger
 	// Now is the clock (time.Now).
@@ -74,6 +94,28 @@ func (o Options) Validate() error {
 	if o.Listen != "" {
 		if _, port, err := net.SplitHostPort(o.Listen); err != nil || port == "" {
 			errs = append(errs, fmt.Errorf("listen address %q: expected HOST:PORT such as 127.0.0.1:8443 (port 0 picks a free port)", o.Listen))
+		}
+	}
+	if o.MQTTListen != "" && o.MQTTBroker != "" {
+		errs = append(errs, errors.New("mqtt: both an embedded broker address and an external broker URL given, expected one at most (the cloud runs its own broker or uses another)"))
+	}
+	if o.MQTTListen != "" {
+		if _, port, err := net.SplitHostPort(o.MQTTListen); err != nil || port == "" {
+			errs = append(errs, fmt.Errorf("mqtt listen address %q: expected HOST:PORT such as 127.0.0.1:8883 (port 0 picks a free port)", o.MQTTListen))
+		}
+	}
+	if o.MQTTBroker != "" {
+		if _, err := mqttbroker.ParseBrokerURL(o.MQTTBroker); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if o.MQTTPublicURL != "" {
+		u, err := url.Parse(o.MQTTPublicURL)
+		switch {
+		case o.MQTTListen == "" && o.MQTTBroker == "":
+			errs = append(errs, fmt.Errorf("mqtt public url %q: given without an MQTT broker, expected an embedded broker address or an external broker URL too", o.MQTTPublicURL))
+		case err != nil || (u.Scheme != "mqtts" && u.Scheme != "mqtt") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.User != nil:
+			errs = append(errs, fmt.Errorf("mqtt public url %q: expected mqtts://HOST[:PORT]", o.MQTTPublicURL))
 		}
 	}
 	if o.PublicURL != "" {
@@ -105,14 +147,17 @@ func (o Options) Validate() error {
 type Instance struct {
 	dataDir string
 	url     string
+	mqttURL string
 	token   string
 	caPEM   []byte
 	caPool  *x509.CertPool
 	client  *client.Client
 	log     *slog.Logger
 
-	srv   *http.Server
-	cloud *cloud.Server
+	srv    *http.Server
+	cloud  *cloud.Server
+	broker *mqttbroker.Broker // with MQTTListen
+	bridge *mqttbroker.Bridge // with MQTTBroker
 
 	done     chan struct{} // closed when the serving goroutine returned
 	serveErr error         // set before done is closed
@@ -159,6 +204,26 @@ func Start(ctx context.Context, o Options) (*Instance, error) {
 		return nil, fmt.Errorf("start iotcloud: listen on %s: %w%s", o.Listen, err, hint)
 	}
 	addr := ln.Addr().(*net.TCPAddr)
+	var mqttLn net.Listener
+	var mqttAddr *net.TCPAddr
+	if o.MQTTListen != "" {
+		mqttLn, err = lc.Listen(ctx, "tcp", o.MQTTListen)
+		if err != nil {
+			ln.Close()
+			hint := ""
+			if errors.Is(err, syscall.EADDRINUSE) {
+				hint = " (is another MQTT broker running? choose another address with --mqtt-listen)"
+			}
+			return nil, fmt.Errorf("start iotcloud: mqtt listen on %s: %w%s", o.MQTTListen, err, hint)
+		}
+		mqttAddr = mqttLn.Addr().(*net.TCPAddr)
+	}
+	closeListeners := func() {
+		ln.Close()
+		if mqttLn != nil {
+			mqttLn.Close()
+		}
+	}
 
 	inst := &Instance{dataDir: o.DataDir, token: token, log: log, done: make(chan struct{})}
 	scheme := "https"
@@ -170,9 +235,12 @@ func Start(ctx context.Context, o Options) (*Instance, error) {
 		if !addr.IP.IsUnspecified() {
 			names = append(names, addr.IP.String())
 		}
+		if mqttAddr != nil && !mqttAddr.IP.IsUnspecified() {
+			names = append(names, mqttAddr.IP.String())
+		}
 		bundle, err = pki.Ensure(o.DataDir, names, o.Now())
 		if err != nil {
-			ln.Close()
+			closeListeners()
 			return nil, fmt.Errorf("start iotcloud: %w", err)
 		}
 		if bundle.CreatedCA {
@@ -191,10 +259,24 @@ func Start(ctx context.Context, o Options) (*Instance, error) {
 		inst.url = scheme + "://" + publicHostPort(addr, o.Hostnames)
 	}
 	inst.url = strings.TrimRight(inst.url, "/")
+	switch {
+	case o.MQTTPublicURL != "":
+		inst.mqttURL = strings.TrimRight(o.MQTTPublicURL, "/")
+	case mqttAddr != nil:
+		mscheme := "mqtts"
+		if o.InsecureHTTP {
+			mscheme = "mqtt"
+		}
+		inst.mqttURL = mscheme + "://" + publicHostPort(mqttAddr, o.Hostnames)
+	case o.MQTTBroker != "":
+		u, _ := mqttbroker.ParseBrokerURL(o.MQTTBroker) // validated
+		inst.mqttURL = u.Scheme + "://" + u.Host
+	}
 
 	cfg := cloud.Config{
 		DataDir:          o.DataDir,
 		PublicURL:        inst.url,
+		MQTTURL:          inst.mqttURL,
 		AdminToken:       token,
 		Logger:           logger,
 		Now:              o.Now,
@@ -209,7 +291,7 @@ func Start(ctx context.Context, o Options) (*Instance, error) {
 	}
 	inst.cloud, err = cloud.Open(cfg)
 	if err != nil {
-		ln.Close()
+		closeListeners()
 		return nil, fmt.Errorf("start iotcloud: %w", err)
 	}
 
@@ -221,7 +303,7 @@ func Start(ctx context.Context, o Options) (*Instance, error) {
 	// name a proxy or a host name this machine does not resolve.
 	inst.client, err = client.New(scheme+"://"+dialHostPort(addr), token, opts...)
 	if err != nil {
-		ln.Close()
+		closeListeners()
 		inst.cloud.Close()
 		return nil, fmt.Errorf("start iotcloud: %w", err)
 	}
@@ -240,6 +322,11 @@ func Start(ctx context.Context, o Options) (*Instance, error) {
 	}
 	go inst.serve(ln) // owned by inst: stopped and waited for by Shutdown
 
+	if err := inst.startMQTT(ctx, o, mqttLn, bundle, logger); err != nil {
+		inst.Shutdown(context.Background())
+		return nil, fmt.Errorf("start iotcloud: %w", err)
+	}
+
 	if err := writeFileAtomic(filepath.Join(o.DataDir, URLFile), []byte(inst.url+"\n"), 0o644); err != nil {
 		inst.Shutdown(context.Background())
 		return nil, fmt.Errorf("start iotcloud: %w", err)
@@ -250,6 +337,54 @@ func Start(ctx context.Context, o Options) (*Instance, error) {
 	}
 	log.Info("iotcloud serving", slog.String("url", inst.url), slog.String("listen", addr.String()), slog.String("data_dir", o.DataDir))
 	return inst, nil
+}
+
+// startMQTT starts the embedded broker on ln, or the bridge to o.MQTTBroker,
+// or nothing. On error the broker owns ln (it is closed).
+func (i *Instance) startMQTT(ctx context.Context, o Options, ln net.Listener, bundle *pki.Bundle, logger *slog.Logger) error {
+	switch {
+	case ln != nil:
+		cfg := mqttbroker.Config{Listener: ln, Logger: logger}
+		if bundle != nil {
+			cfg.TLS = bundle.TLSConfig()
+		} else {
+			i.log.Warn("serving plain MQTT without TLS (--insecure-http): device assertions cross the network in clear; use it for local experiments only",
+				slog.String("mqtt_url", i.mqttURL))
+		}
+		b, err := mqttbroker.New(i.cloud, cfg)
+		if err != nil {
+			return err
+		}
+		i.broker = b
+		if err := b.Start(); err != nil {
+			return err
+		}
+		i.log.Info("iotcloud serving MQTT", slog.String("mqtt_url", i.mqttURL), slog.String("listen", ln.Addr().String()))
+	case o.MQTTBroker != "":
+		cfg := mqttbroker.BridgeConfig{URL: o.MQTTBroker, Logger: logger}
+		if strings.HasPrefix(o.MQTTBroker, "mqtts:") {
+			pool, err := x509.SystemCertPool()
+			if err != nil || pool == nil {
+				pool = x509.NewCertPool()
+			}
+			if bundle != nil {
+				pool.AppendCertsFromPEM(bundle.CACertPEM)
+			}
+			cfg.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		}
+		b, err := mqttbroker.NewBridge(i.cloud, cfg)
+		if err != nil {
+			return err
+		}
+		i.bridge = b
+		ctx, cancel := context.WithTimeout(ctx, BridgeConnectTimeout)
+		defer cancel()
+		if err := b.Start(ctx); err != nil {
+			return err
+		}
+		i.log.Info("iotcloud serving MQTT through a broker", slog.String("broker", b.URL()), slog.String("mqtt_url", i.mqttURL))
+	}
+	return nil
 }
 
 // serve runs the HTTP server until Shutdown or a listener failure.
@@ -291,6 +426,11 @@ func dialHostPort(addr *net.TCPAddr) string {
 // URL is where the cloud serves, such as https://127.0.0.1:8443 (no trailing
 // slash): the server URI of provisioning files.
 func (i *Instance) URL() string { return i.url }
+
+// MQTTURL is the URL devices use to reach the cloud over MQTT, such as
+// mqtts://127.0.0.1:8883 (the server URI of provisioning files made with
+// transport "mqtt"); "" when the cloud serves no MQTT.
+func (i *Instance) MQTTURL() string { return i.mqttURL }
 
 // AdminToken is the bearer token of the enterprise API. It is a secret.
 func (i *Instance) AdminToken() string { return i.token }
@@ -355,6 +495,18 @@ func (i *Instance) Shutdown(ctx context.Context) error {
 			}
 		}
 		<-i.done
+		// MQTT after HTTP: the broker (or bridge) waits for the publishes it
+		// is handling and stops its pushes, before the store closes.
+		if i.broker != nil {
+			if err := i.broker.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close mqtt broker: %w", err))
+			}
+		}
+		if i.bridge != nil {
+			if err := i.bridge.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close mqtt bridge: %w", err))
+			}
+		}
 		if err := i.cloud.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close cloud: %w", err))
 		}

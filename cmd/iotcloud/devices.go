@@ -21,7 +21,7 @@ import (
 // provisionFlags are shared by device register and device provision.
 type provisionFlags struct {
 	out, passFile, format string
-	force                 bool
+	force, mqtt           bool
 }
 
 func (p *provisionFlags) define(fs *flag.FlagSet) {
@@ -29,6 +29,23 @@ func (p *provisionFlags) define(fs *flag.FlagSet) {
 	fs.StringVar(&p.passFile, "passphrase-file", "", "`FILE` whose first line is the passphrase that encrypts the provisioning file (or env "+EnvPassphrase+")")
 	fs.StringVar(&p.format, "format", "v2", "`FORMAT`: v2 (authenticated encryption, recommended) or oracle (for Oracle's client libraries)")
 	fs.BoolVar(&p.force, "force", false, "overwrite --out when it exists")
+	fs.BoolVar(&p.mqtt, "mqtt", false, "the device connects over MQTT: the file names the cloud's MQTT broker (serve --mqtt-listen or --mqtt-broker), format v2 only")
+}
+
+// describe is "format F" and, with --mqtt, the transport, for messages.
+func (p *provisionFlags) describe() string {
+	if p.mqtt {
+		return "format " + p.format + " for MQTT"
+	}
+	return "format " + p.format
+}
+
+// transport is the provisioning request's transport.
+func (p *provisionFlags) transport() string {
+	if p.mqtt {
+		return "mqtt"
+	}
+	return ""
 }
 
 // check validates the flags and returns the passphrase. It runs before
@@ -39,6 +56,9 @@ func (p *provisionFlags) check(m *Main, cmd string) (string, error) {
 	}
 	if p.format != "v2" && p.format != "oracle" {
 		return "", usagef(cmd, "--format %q: expected v2 or oracle", p.format)
+	}
+	if p.mqtt && p.format == "oracle" {
+		return "", usagef(cmd, "--mqtt with --format oracle: an Oracle file carries an https server URI only, expected --format v2")
 	}
 	var pass string
 	switch {
@@ -78,7 +98,7 @@ func (p *provisionFlags) check(m *Main, cmd string) (string, error) {
 
 // write fetches the provisioning file of device id and writes it (0600).
 func (p *provisionFlags) write(ctx context.Context, cl *client.Client, id, pass string) error {
-	file, err := cl.ProvisioningFile(ctx, id, api.ProvisioningFileRequest{Passphrase: pass, Format: p.format})
+	file, err := cl.ProvisioningFile(ctx, id, api.ProvisioningFileRequest{Passphrase: pass, Format: p.format, Transport: p.transport()})
 	if err != nil {
 		return explain(cl, err)
 	}
@@ -97,7 +117,7 @@ func deviceRegisterCommand() *command {
 		metadata stringList
 	)
 	return &command{
-		name: "device register", flags: "--out FILE --passphrase-file FILE [--model URN]... [--gateway] [--format v2|oracle]", conn: true,
+		name: "device register", flags: "--out FILE --passphrase-file FILE [--model URN]... [--gateway] [--format v2|oracle] [--mqtt]", conn: true,
 		summary: "Register a device and write its provisioning file",
 		help: `
 The cloud generates the device's shared secret; it goes into the provisioning
@@ -148,10 +168,10 @@ file only and is never printed. Give the file and its passphrase to the device
 					return fmt.Errorf("device %s is registered, but its provisioning file was not written: %w\nRetry with: iotcloud device provision %s --out %s", dev.ID, err, dev.ID, pf.out)
 				}
 				if c.json {
-					return m.printJSON(map[string]any{"device": dev, "provisioningFile": pf.out, "format": pf.format})
+					return m.printJSON(map[string]any{"device": dev, "provisioningFile": pf.out, "format": pf.format, "mqtt": pf.mqtt})
 				}
 				fmt.Fprintf(m.stdout, "Registered %s %s (hardware id %s)\n", strings.ToLower(typeName(dev.Type)), dev.ID, dev.HardwareID)
-				fmt.Fprintf(m.stdout, "Wrote provisioning file %s (format %s, mode 0600): give it and its passphrase to the device\n", pf.out, pf.format)
+				fmt.Fprintf(m.stdout, "Wrote provisioning file %s (%s, mode 0600): give it and its passphrase to the device\n", pf.out, pf.describe())
 				return nil
 			}
 		},
@@ -173,7 +193,7 @@ func typeName(t string) string {
 func deviceProvisionCommand() *command {
 	var pf provisionFlags
 	return &command{
-		name: "device provision", args: "ID", flags: "--out FILE --passphrase-file FILE [--format v2|oracle]", conn: true,
+		name: "device provision", args: "ID", flags: "--out FILE --passphrase-file FILE [--format v2|oracle] [--mqtt]", conn: true,
 		summary: "Write the provisioning file of a registered device again",
 		setup: func(fs *flag.FlagSet) func(context.Context, *Main, *call) error {
 			pf.define(fs)
@@ -190,9 +210,9 @@ func deviceProvisionCommand() *command {
 					return err
 				}
 				if c.json {
-					return m.printJSON(map[string]any{"device": c.pos[0], "provisioningFile": pf.out, "format": pf.format})
+					return m.printJSON(map[string]any{"device": c.pos[0], "provisioningFile": pf.out, "format": pf.format, "mqtt": pf.mqtt})
 				}
-				fmt.Fprintf(m.stdout, "Wrote provisioning file %s for device %s (format %s, mode 0600)\n", pf.out, c.pos[0], pf.format)
+				fmt.Fprintf(m.stdout, "Wrote provisioning file %s for device %s (%s, mode 0600)\n", pf.out, c.pos[0], pf.describe())
 				return nil
 			}
 		},

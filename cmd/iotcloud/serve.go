@@ -16,14 +16,20 @@ import (
 func serveCommand() *command {
 	return &command{
 		name:    "serve",
-		flags:   "--data DIR [--listen HOST:PORT] [--hostname NAME]... [--insecure-http]",
-		summary: "Run the cloud: device API and enterprise API over HTTPS",
+		flags:   "--data DIR [--listen HOST:PORT] [--hostname NAME]... [--mqtt-listen HOST:PORT | --mqtt-broker URL] [--insecure-http]",
+		summary: "Run the cloud: device and enterprise APIs over HTTPS, devices over MQTT too if asked",
 		help: `
 On first start serve creates DIR with its own CA (DIR/ca.pem), a server
 certificate for localhost, 127.0.0.1, ::1 and every --hostname, and the
 enterprise API's bearer token (DIR/admin.token, mode 0600). It writes the URL
 it serves to DIR/url, so client commands need only --data DIR. Data survives
-restarts. SIGINT or SIGTERM stops it gracefully.`,
+restarts. SIGINT or SIGTERM stops it gracefully.
+
+With --mqtt-listen the device API is also served over MQTT (docs/mqtt.md) by
+an embedded broker, over TLS with the same certificate; with --mqtt-broker the
+cloud instead connects to an existing broker (such as Mosquitto) and serves
+devices through it: that broker then authenticates devices and controls
+their access, so use it on loopback or with per-client ACLs.`,
 		setup: func(fs *flag.FlagSet) func(ctx context.Context, m *Main, c *call) error {
 			s := &serveCmd{}
 			s.flags(fs)
@@ -47,6 +53,8 @@ restarts. SIGINT or SIGTERM stops it gracefully.`,
 // serveCmd is `iotcloud serve`: flags, then Open, Run until ctx ends, Close.
 type serveCmd struct {
 	data, listen, publicURL     string
+	mqttListen, mqttBroker      string
+	mqttPublicURL               string
 	hostnames                   stringList
 	insecure                    bool
 	logLevel, logFormat         string
@@ -63,7 +71,10 @@ func (s *serveCmd) flags(fs *flag.FlagSet) {
 	fs.StringVar(&s.listen, "listen", launch.DefaultListen, "`HOST:PORT` to listen on; port 0 picks a free port")
 	fs.Var(&s.hostnames, "hostname", "extra DNS `NAME` or IP address for the server certificate (repeatable)")
 	fs.StringVar(&s.publicURL, "public-url", "", "`URL` devices use to reach the cloud (default: from --listen, or the first --hostname)")
-	fs.BoolVar(&s.insecure, "insecure-http", false, "serve plain HTTP without TLS, for local experiments only")
+	fs.StringVar(&s.mqttListen, "mqtt-listen", "", "also serve devices over MQTT with an embedded broker on `HOST:PORT` (TLS; 8883 is MQTT's port), port 0 picks a free port")
+	fs.StringVar(&s.mqttBroker, "mqtt-broker", "", "also serve devices over MQTT through the existing broker at `URL` (mqtt://HOST:PORT or mqtts://...), instead of --mqtt-listen")
+	fs.StringVar(&s.mqttPublicURL, "mqtt-public-url", "", "`URL` devices use to reach the MQTT broker (default: from --mqtt-listen, or --mqtt-broker)")
+	fs.BoolVar(&s.insecure, "insecure-http", false, "serve plain HTTP (and plain MQTT) without TLS, for local experiments only")
 	fs.StringVar(&s.logLevel, "log-level", "info", "`LEVEL`: debug, info, warn or error")
 	fs.StringVar(&s.logFormat, "log-format", "text", "`FORMAT`: text or json")
 	fs.DurationVar(&s.retention, "retention", 0, "how long received messages are kept, a `DURATION` such as 168h (default: the cloud's)")
@@ -89,6 +100,12 @@ func (s *serveCmd) validate() error {
 		if d.v < 0 {
 			return usagef("serve", "--%s %s: expected a positive duration", d.name, d.v)
 		}
+	}
+	if s.mqttListen != "" && s.mqttBroker != "" {
+		return usagef("serve", "--mqtt-listen and --mqtt-broker: expected one of them (the cloud runs its own broker or uses another)")
+	}
+	if s.mqttPublicURL != "" && s.mqttListen == "" && s.mqttBroker == "" {
+		return usagef("serve", "--mqtt-public-url needs --mqtt-listen or --mqtt-broker")
 	}
 	if s.maxMessages < 0 {
 		return usagef("serve", "--max-messages %d: expected a positive number", s.maxMessages)
@@ -128,6 +145,9 @@ func (s *serveCmd) Open(ctx context.Context, m *Main) error {
 		Listen:           s.listen,
 		Hostnames:        s.hostnames,
 		PublicURL:        s.publicURL,
+		MQTTListen:       s.mqttListen,
+		MQTTBroker:       s.mqttBroker,
+		MQTTPublicURL:    s.mqttPublicURL,
 		InsecureHTTP:     s.insecure,
 		Logger:           s.log,
 		Now:              m.Now,
@@ -145,6 +165,9 @@ func (s *serveCmd) Open(ctx context.Context, m *Main) error {
 	s.inst = inst
 	w := m.stdout
 	fmt.Fprintf(w, "iotcloud serving at %s\n", inst.URL())
+	if u := inst.MQTTURL(); u != "" {
+		fmt.Fprintf(w, "  MQTT:           %s\n", u)
+	}
 	fmt.Fprintf(w, "  admin token:    %s\n", inst.TokenPath())
 	if p := inst.CACertPath(); p != "" {
 		fmt.Fprintf(w, "  CA certificate: %s\n", p)

@@ -142,9 +142,9 @@ func checkServerURI(s string) error {
 		return fmt.Errorf("server URI %q does not parse (%v); %s", s, err, want)
 	}
 	switch u.Scheme {
-	case "https", "mqtts", "http":
+	case "https", "mqtts", "http", "mqtt":
 	default:
-		return fmt.Errorf("server URI %q: scheme %q is not supported; expected https, mqtts or http", s, u.Scheme)
+		return fmt.Errorf("server URI %q: scheme %q is not supported; expected https, mqtts, http or mqtt", s, u.Scheme)
 	}
 	switch {
 	case !strings.HasPrefix(s, u.Scheme+"://"):

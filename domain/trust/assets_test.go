@@ -34,12 +34,12 @@ func TestValidate(t *testing.T) {
 		{
 			name:   "unsupported scheme",
 			modify: func(a *Assets) { a.ServerURI = "ftp://iot.example.com:21" },
-			want:   `server URI "ftp://iot.example.com:21": scheme "ftp" is not supported; expected https, mqtts or http`,
+			want:   `server URI "ftp://iot.example.com:21": scheme "ftp" is not supported; expected https, mqtts, http or mqtt`,
 		},
 		{
 			name:   "no scheme",
 			modify: func(a *Assets) { a.ServerURI = "iot.example.com:443" },
-			want:   `server URI "iot.example.com:443": scheme "iot.example.com" is not supported; expected https, mqtts or http`,
+			want:   `server URI "iot.example.com:443": scheme "iot.example.com" is not supported; expected https, mqtts, http or mqtt`,
 		},
 		{
 			name:   "does not parse",

@@ -81,7 +81,7 @@ func ExampleAssets_Validate() {
 	a := &trust.Assets{ServerURI: "ftp://iot.example.com", ClientID: "d"}
 	fmt.Println(a.Validate())
 	// Output:
-	// server URI "ftp://iot.example.com": scheme "ftp" is not supported; expected https, mqtts or http
+	// server URI "ftp://iot.example.com": scheme "ftp" is not supported; expected https, mqtts, http or mqtt
 	// shared secret is missing
 }
 

@@ -186,8 +186,8 @@ func TestOracleRecords(t *testing.T) {
 		{name: "device records swapped", plain: pad(appendRecord(bytes.Clone(valid), tagConnectedDevice, appendRecord(appendRecord(nil, 3, []byte("s")), 2, []byte("h")))), want: wrong},
 		{
 			name:  "invalid contents",
-			plain: pad(marshalRecords(&Assets{ServerURI: "mqtt://iot.example.com:1883", ClientID: "c", SharedSecret: []byte("s")})),
-			want:  `decode oracle file: unsupported or malformed provisioning file: contents: server URI "mqtt://iot.example.com:1883": scheme "mqtt" is not supported; expected https, mqtts or http`,
+			plain: pad(marshalRecords(&Assets{ServerURI: "ws://iot.example.com:1883", ClientID: "c", SharedSecret: []byte("s")})),
+			want:  `decode oracle file: unsupported or malformed provisioning file: contents: server URI "ws://iot.example.com:1883": scheme "ws" is not supported; expected https, mqtts, http or mqtt`,
 		},
 	}
 	for _, tt := range tests {

@@ -307,7 +307,7 @@ func TestV2Payload(t *testing.T) {
 		{
 			name:  "invalid contents",
 			plain: marshalRecords(&Assets{ServerURI: "ftp://x", ClientID: "c", SharedSecret: []byte("s")}),
-			want:  prefix + `contents: server URI "ftp://x": scheme "ftp" is not supported; expected https, mqtts or http`,
+			want:  prefix + `contents: server URI "ftp://x": scheme "ftp" is not supported; expected https, mqtts, http or mqtt`,
 		},
 	}
 	for _, tt := range tests {

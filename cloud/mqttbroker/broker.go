@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -122,11 +123,24 @@ func (b *Broker) Addr() net.Addr { return b.ln.Addr() }
 // cloud.Server. It returns the first call's result when called again.
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
-		b.closeErr = errors.Join(b.srv.Close(), b.api.Close())
+		// mochi-mqtt v2.7.9's Server.Close can deadlock when a client is
+		// leaving at that moment: bounded, so that a shutdown never hangs.
+		done := make(chan error, 1)
+		go func() { done <- b.srv.Close() }()
+		var serr error
+		select {
+		case serr = <-done:
+		case <-time.After(brokerCloseTimeout):
+			serr = fmt.Errorf("mqtt broker: close did not finish within %s; going on without it", brokerCloseTimeout)
+		}
+		b.closeErr = errors.Join(serr, b.api.Close())
 		b.log.Info("mqtt broker stopped")
 	})
 	return b.closeErr
 }
+
+// brokerCloseTimeout bounds Close's wait for the mochi server.
+const brokerCloseTimeout = 5 * time.Second
 
 // publish is the cloud.MQTT's way out: a QoS 1 publish from the broker itself.
 func (b *Broker) publish(_ context.Context, m cloud.MQTTMessage) error {

@@ -2,36 +2,17 @@ package http
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/http"
 	"net/url"
-	"slices"
-	"strings"
-	"time"
 
+	"github.com/iotnode/iotnode/domain/activation"
 	"github.com/iotnode/iotnode/ports"
 )
 
-// Fixed values of the direct activation body (protocol.md §2b).
-const (
-	keyFormat           = "X.509"
-	secretHashAlgorithm = "HmacSHA256"
-	// defaultSignatureAlgorithm is used when ActivateDirect runs without a
-	// Policy call before it.
-	defaultSignatureAlgorithm = "SHA256withRSA"
-	stateActivated            = "ACTIVATED"
-	alreadyActivatedHint      = "the device may already be activated"
-)
+// alreadyActivatedHint completes a 401 of the activation calls.
+const alreadyActivatedHint = "the device may already be activated"
 
 // Policy fetches the activation policy (protocol.md §2a): GET
 // activation/policy?OSName=..&OSVersion=.. with an activation-scope token.
@@ -50,73 +31,24 @@ func (c *Client) Policy(ctx context.Context) (ports.ActivationPolicy, error) {
 	if !rep.ok() {
 		return ports.ActivationPolicy{}, c.statusError(op, rep, alreadyActivatedHint)
 	}
-	var p struct {
-		KeyType       string `json:"keyType"`
-		HashAlgorithm string `json:"hashAlgorithm"`
-		KeySize       int    `json:"keySize"`
-	}
-	const want = `a policy {"keyType","hashAlgorithm","keySize"}`
-	if err := decodeJSON(op, rep, &p, want); err != nil {
+	var p activation.Policy
+	if err := decodeJSON(op, rep, &p, activation.PolicyShape); err != nil {
 		return ports.ActivationPolicy{}, err
 	}
-	var missing []string
-	if p.KeyType == "" {
-		missing = append(missing, "keyType")
-	}
-	if p.HashAlgorithm == "" {
-		missing = append(missing, "hashAlgorithm")
-	}
-	if p.KeySize <= 0 {
-		missing = append(missing, "keySize")
-	}
-	if len(missing) > 0 {
-		return ports.ActivationPolicy{}, answerError(op, rep, "the policy lacks %s; expected %s", strings.Join(missing, " and "), want)
+	if err := p.Check(); err != nil {
+		return ports.ActivationPolicy{}, answerError(op, rep, "%w", err)
 	}
 	c.mu.Lock()
 	c.hashAlg = p.HashAlgorithm
 	c.mu.Unlock()
-	return ports.ActivationPolicy{KeyType: p.KeyType, HashAlgorithm: p.HashAlgorithm, KeySize: p.KeySize}, nil
-}
-
-// directBody is the body of POST activation/direct (protocol.md §2b).
-type directBody struct {
-	Request            certificationRequest `json:"certificationRequestInfo"`
-	SignatureAlgorithm string               `json:"signatureAlgorithm"`
-	Signature          string               `json:"signature"`
-	DeviceModels       []string             `json:"deviceModels"`
-}
-
-type certificationRequest struct {
-	Subject    string            `json:"subject"`
-	PublicKey  publicKeyInfo     `json:"subjectPublicKeyInfo"`
-	Attributes map[string]string `json:"attributes"`
-}
-
-type publicKeyInfo struct {
-	Algorithm           string `json:"algorithm"`
-	PublicKey           string `json:"publicKey"`
-	Format              string `json:"format"`
-	SecretHashAlgorithm string `json:"secretHashAlgorithm"`
-}
-
-// activationAnswer is the answer of both activations.
-type activationAnswer struct {
-	EndpointID     string      `json:"endpointId"`
-	EndpointState  string      `json:"endpointState"`
-	ActivationTime json.Number `json:"activationTime"`
-	Certificate    string      `json:"certificate"`
+	return ports.ActivationPolicy(p), nil
 }
 
 // ActivateDirect activates the device (protocol.md §2b): POST
-// activation/direct[?createDraft=false] with an activation-scope token. The
-// proof of possession is signed by req.Sign over
-//
-//	subject "\n" "RSA" "\n" "X.509" "\n" "HmacSHA256" "\n"
-//	[key "='" value "'\n" for each attribute, sorted by key]
-//	HMAC-SHA256(shared secret, activation ID) || public key DER
-//
-// with the policy's hash algorithm (SHA256withRSA when Policy was not
-// called). The answer must say ACTIVATED. Every cached token is dropped:
+// activation/direct[?createDraft=false] with an activation-scope token and
+// the body of activation.Direct.Body: its proof of possession is signed by
+// req.Sign with the policy's hash algorithm (SHA256withRSA when Policy was
+// not called). The answer must say ACTIVATED. Every cached token is dropped:
 // the caller saves the endpoint ID and keys to the trust store, and the
 // next call gets an RS256 token with them.
 //
@@ -124,68 +56,31 @@ type activationAnswer struct {
 // wrapping ports.ErrUnauthorized.
 func (c *Client) ActivateDirect(ctx context.Context, req ports.DirectActivation) (ports.Activation, error) {
 	const op = "activate directly"
-	invalid := func(format string, args ...any) (ports.Activation, error) {
-		return ports.Activation{}, &ports.CloudError{Op: op, Permanent: true, Index: -1, Err: fmt.Errorf(format, args...)}
+	fail := func(err error) (ports.Activation, error) {
+		return ports.Activation{}, &ports.CloudError{Op: op, Permanent: true, Index: -1, Err: err}
 	}
-	if req.Sign == nil {
-		return invalid("no signer: DirectActivation.Sign is nil")
-	}
-	pub, err := x509.ParsePKIXPublicKey(req.PublicKey)
-	if err != nil {
-		return invalid("the public key is not SubjectPublicKeyInfo DER: %s", shortError(err))
-	}
-	if _, ok := pub.(*rsa.PublicKey); !ok {
-		return invalid("the public key is %T; the activation protocol expects an RSA key", pub)
+	d := activation.Direct(req)
+	// A wrong request says so before the trust store is read.
+	if err := d.Check(); err != nil {
+		return fail(err)
 	}
 	id, err := c.identity(op, scopeActivation)
 	if err != nil {
 		return ports.Activation{}, err
 	}
-	attrs := req.Attributes
-	if attrs == nil {
-		attrs = map[string]string{}
-	}
-	var input []byte
-	for _, line := range []string{id.id, "RSA", keyFormat, secretHashAlgorithm} {
-		input = append(append(input, line...), '\n')
-	}
-	for _, k := range slices.Sorted(maps.Keys(attrs)) {
-		input = fmt.Appendf(input, "%s='%s'\n", k, attrs[k])
-	}
-	mac := hmac.New(sha256.New, id.secret)
-	mac.Write([]byte(id.id))
-	input = append(mac.Sum(input), req.PublicKey...)
-	sig, err := req.Sign(input)
-	if err != nil {
-		return invalid("sign the activation request with the new device key: %w", err)
-	}
-
 	c.mu.Lock()
 	alg := c.hashAlg
 	c.mu.Unlock()
-	if alg == "" {
-		alg = defaultSignatureAlgorithm
-	}
-	body, err := json.Marshal(directBody{
-		Request: certificationRequest{
-			Subject: id.id,
-			PublicKey: publicKeyInfo{Algorithm: "RSA", PublicKey: base64.StdEncoding.EncodeToString(req.PublicKey),
-				Format: keyFormat, SecretHashAlgorithm: secretHashAlgorithm},
-			Attributes: attrs,
-		},
-		SignatureAlgorithm: alg,
-		Signature:          base64.StdEncoding.EncodeToString(sig),
-		DeviceModels:       nonNil(req.ModelURNs),
-	})
+	body, err := d.Body(id.id, id.secret, alg)
 	if err != nil {
-		return invalid("encode the activation request: %w", err)
+		return fail(err)
 	}
 	rep, err := c.do(ctx, request{op: op, method: http.MethodPost, path: apiRoot + "/activation/direct", query: c.draftQuery(),
 		body: body, scope: scopeActivation, timeout: c.timeout})
 	if err != nil {
 		return ports.Activation{}, err
 	}
-	act, err := c.activation(op, rep)
+	act, err := c.answer(op, rep)
 	if err != nil {
 		return ports.Activation{}, err
 	}
@@ -195,41 +90,22 @@ func (c *Client) ActivateDirect(ctx context.Context, req ports.DirectActivation)
 
 // ActivateIndirect activates one of a gateway's devices (protocol.md §2c):
 // POST activation/indirect/device[?createDraft=false] with the gateway's
-// token and a flat body: hardwareId, deviceModels, the metadata keys at the
-// top level, and signature (base64) when req.Signature is set. The metadata
-// may not use the keys hardwareId, deviceModels or signature.
+// token and the flat body of activation.Indirect.Body: hardwareId,
+// deviceModels, the metadata keys at the top level, and signature (base64)
+// when req.Signature is set. The metadata may not use the keys hardwareId,
+// deviceModels or signature.
 func (c *Client) ActivateIndirect(ctx context.Context, req ports.IndirectActivation) (ports.Activation, error) {
 	op := fmt.Sprintf("activate device %q", req.HardwareID)
-	invalid := func(format string, args ...any) (ports.Activation, error) {
-		return ports.Activation{}, &ports.CloudError{Op: op, Permanent: true, Index: -1, Err: fmt.Errorf(format, args...)}
-	}
-	if req.HardwareID == "" {
-		return invalid("the hardware ID is empty; expected the device's activation ID")
-	}
-	body := make(map[string]any, len(req.Metadata)+3)
-	for k, v := range req.Metadata {
-		body[k] = v
-	}
-	for _, k := range []string{"hardwareId", "deviceModels", "signature"} {
-		if _, ok := body[k]; ok {
-			return invalid("metadata key %q is reserved by the activation request; rename it", k)
-		}
-	}
-	body["hardwareId"] = req.HardwareID
-	body["deviceModels"] = nonNil(req.ModelURNs)
-	if req.Signature != nil {
-		body["signature"] = base64.StdEncoding.EncodeToString(req.Signature)
-	}
-	data, err := json.Marshal(body)
+	data, err := activation.Indirect(req).Body()
 	if err != nil {
-		return invalid("encode the activation request: %w", err)
+		return ports.Activation{}, &ports.CloudError{Op: op, Permanent: true, Index: -1, Err: err}
 	}
 	rep, err := c.do(ctx, request{op: op, method: http.MethodPost, path: apiRoot + "/activation/indirect/device", query: c.draftQuery(),
 		body: data, scope: scopeDefault, timeout: c.timeout})
 	if err != nil {
 		return ports.Activation{}, err
 	}
-	return c.activation(op, rep)
+	return c.answer(op, rep)
 }
 
 func (c *Client) draftQuery() string {
@@ -239,62 +115,21 @@ func (c *Client) draftQuery() string {
 	return "createDraft=false"
 }
 
-// activation reads the answer of an activation call.
-func (c *Client) activation(op string, rep reply) (ports.Activation, error) {
+// answer reads the answer of an activation call.
+func (c *Client) answer(op string, rep reply) (ports.Activation, error) {
 	if !rep.ok() {
 		return ports.Activation{}, c.statusError(op, rep, alreadyActivatedHint)
 	}
-	var a activationAnswer
-	if err := decodeJSON(op, rep, &a, `an activation {"endpointId","endpointState","activationTime"}`); err != nil {
+	var a activation.Answer
+	if err := decodeJSON(op, rep, &a, activation.AnswerShape); err != nil {
 		return ports.Activation{}, err
 	}
-	if a.EndpointState != stateActivated {
-		return ports.Activation{}, answerError(op, rep, "endpointState is %q; expected %q", a.EndpointState, stateActivated)
+	r, err := a.Result()
+	if err != nil {
+		return ports.Activation{}, answerError(op, rep, "%w", err)
 	}
-	if a.EndpointID == "" {
-		return ports.Activation{}, answerError(op, rep, "the answer has no endpointId")
+	if r.CertificateErr != nil { // not needed by the clients (protocol.md §2b)
+		c.log.Warn("ignoring the certificate of the activation answer", slog.String("endpoint_id", r.EndpointID), slog.Any("error", r.CertificateErr))
 	}
-	act := ports.Activation{EndpointID: a.EndpointID}
-	if a.ActivationTime != "" {
-		ms, err := a.ActivationTime.Int64()
-		if err != nil {
-			return ports.Activation{}, answerError(op, rep, "activationTime is %q; expected epoch milliseconds", a.ActivationTime)
-		}
-		act.ActivationTime = time.UnixMilli(ms)
-	}
-	if a.Certificate != "" {
-		der, err := certificateDER(a.Certificate)
-		if err != nil {
-			// The clients do not need the certificate (protocol.md §2b).
-			c.log.Warn("ignoring the certificate of the activation answer", slog.String("endpoint_id", a.EndpointID), slog.Any("error", err))
-		}
-		act.Certificate = der
-	}
-	return act, nil
-}
-
-// certificateDER accepts a PEM certificate or base64 DER.
-func certificateDER(s string) ([]byte, error) {
-	var der []byte
-	if block, _ := pem.Decode([]byte(s)); block != nil {
-		if block.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("the PEM block is %q; expected CERTIFICATE", block.Type)
-		}
-		der = block.Bytes
-	} else if b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s)); err == nil {
-		der = b
-	} else {
-		return nil, errors.New("it is neither PEM nor base64 DER")
-	}
-	if _, err := x509.ParseCertificate(der); err != nil {
-		return nil, fmt.Errorf("it is not an X.509 certificate: %v", err)
-	}
-	return der, nil
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
+	return ports.Activation{EndpointID: r.EndpointID, ActivationTime: r.ActivationTime, Certificate: r.Certificate}, nil
 }

@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/base64"
 	"math/big"
 	"net/http"
 	"strings"
@@ -53,33 +52,6 @@ func TestTransportTLS(t *testing.T) {
 			}
 			if c.timeout != DefaultTimeout || c.longPollOffset != DefaultLongPollOffset || c.userAgent != DefaultUserAgent || c.osName == "" {
 				t.Errorf("defaults: timeout %s, offset %s, agent %q, os %q", c.timeout, c.longPollOffset, c.userAgent, c.osName)
-			}
-		})
-	}
-}
-
-func TestCertificateDER(t *testing.T) {
-	der := testCert(t)
-	pemText := "-----BEGIN CERTIFICATE-----\n" + b64std(der) + "\n-----END CERTIFICATE-----\n"
-	tests := []struct {
-		name    string
-		in      string
-		wantErr string
-	}{
-		{name: "PEM", in: pemText, wantErr: "<nil>"},
-		{name: "base64 DER", in: b64std(der), wantErr: "<nil>"},
-		{name: "PEM key", in: "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n", wantErr: `the PEM block is "PRIVATE KEY"; expected CERTIFICATE`},
-		{name: "junk", in: "???", wantErr: "it is neither PEM nor base64 DER"},
-		{name: "base64 junk", in: "AAAA", wantErr: "it is not an X.509 certificate: x509: malformed certificate"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := certificateDER(tt.in)
-			if e := errString(err); e != tt.wantErr {
-				t.Fatalf("error = %s, want %s", e, tt.wantErr)
-			}
-			if err == nil && string(got) != string(der) {
-				t.Error("DER differs")
 			}
 		})
 	}
@@ -147,15 +119,6 @@ func FuzzErrorBody(f *testing.F) {
 		}
 	})
 }
-
-func errString(err error) string {
-	if err == nil {
-		return "<nil>"
-	}
-	return err.Error()
-}
-
-func b64std(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 
 func testCert(t *testing.T) []byte {
 	t.Helper()

@@ -12,7 +12,14 @@ import (
 
 	"github.com/iotnode/iotnode/adapters/fsstore"
 	cloudhttp "github.com/iotnode/iotnode/adapters/http"
+	cloudmqtt "github.com/iotnode/iotnode/adapters/mqtt"
 	"github.com/iotnode/iotnode/device"
+)
+
+// The transports the constructors build, as Transport reports them.
+const (
+	TransportHTTPS = "https" // adapters/http, for https:// (and loopback http://) server URIs
+	TransportMQTT  = "mqtt"  // adapters/mqtt, for mqtts:// (and loopback mqtt://) server URIs
 )
 
 // DirectlyConnectedDevice is a device.DirectlyConnectedDevice together with
@@ -34,9 +41,17 @@ type GatewayDevice struct {
 
 // NewDirectlyConnectedDevice opens the provisioning file at path with
 // passphrase, opens the data directory's model store and outbox, builds the
-// HTTPS transport for the cloud the file names, and returns the device.
+// transport for the cloud the file names, and returns the device.
 // It makes no network call and starts no goroutine: call IsActivated,
 // Activate when needed, DeviceModel and CreateVirtualDevice next.
+//
+// The server URI's scheme picks the transport: https (http on loopback)
+// builds the HTTPS transport, adapters/http, which also carries device
+// policies and storage objects; mqtts (mqtt on loopback) builds the MQTT
+// transport, adapters/mqtt, which carries messages, activation and device
+// models only, as in Oracle's service (docs/mqtt.md): Offer then behaves
+// like Set, and CreateStorageObject fails (Transport tells which transport
+// a device got).
 //
 // Errors name the file and what was wrong: a missing file (wrapping
 // fs.ErrNotExist), a file group or others may read (see
@@ -89,6 +104,34 @@ func (g *GatewayDevice) Close(ctx context.Context) error {
 	return g.stack.closeWith(ctx, g.GatewayDevice.Close)
 }
 
+// CreateStorageObject is device.DirectlyConnectedDevice.CreateStorageObject
+// over the HTTPS transport. Over MQTT, which has no storage topics, it fails
+// with an error that says so.
+func (d *DirectlyConnectedDevice) CreateStorageObject(name, contentType string, opts ...device.StorageObjectOption) (*device.StorageObject, error) {
+	if err := d.stack.storageErr(name); err != nil {
+		return nil, err
+	}
+	return d.DirectlyConnectedDevice.CreateStorageObject(name, contentType, opts...)
+}
+
+// CreateStorageObject is DirectlyConnectedDevice.CreateStorageObject for the
+// gateway.
+func (g *GatewayDevice) CreateStorageObject(name, contentType string, opts ...device.StorageObjectOption) (*device.StorageObject, error) {
+	if err := g.stack.storageErr(name); err != nil {
+		return nil, err
+	}
+	return g.GatewayDevice.CreateStorageObject(name, contentType, opts...)
+}
+
+// Transport returns the transport the device talks to the cloud through:
+// TransportHTTPS or TransportMQTT, as the provisioning file's server URI
+// decided.
+func (d *DirectlyConnectedDevice) Transport() string { return d.stack.transport() }
+
+// Transport returns the gateway's transport, as
+// DirectlyConnectedDevice.Transport does.
+func (g *GatewayDevice) Transport() string { return g.stack.transport() }
+
 // DataDir returns the data directory the device keeps its state in.
 func (d *DirectlyConnectedDevice) DataDir() string { return d.stack.dataDir }
 
@@ -108,7 +151,9 @@ type stack struct {
 	trust   *fsstore.TrustStore
 	models  *fsstore.ModelStore
 	outbox  *fsstore.Outbox
-	http    *cloudhttp.Client
+	http    *cloudhttp.Client // set for an https (or http) server URI
+	mqtt    *cloudmqtt.Client // set for an mqtts (or mqtt) server URI
+	server  string            // the server URI, for messages
 
 	mu      sync.Mutex
 	closing bool          // Close was called
@@ -178,6 +223,34 @@ func open(op, path, passphrase string, opts []Option) (*stack, device.Config, []
 	if err != nil {
 		return failClose(err)
 	}
+	cfg := device.Config{
+		Trust:      s.trust,
+		ModelStore: s.models,
+		Outbox:     s.outbox,
+		Logger:     logger,
+		DataDir:    s.dataDir,
+	}
+	assets, err := s.trust.Load()
+	if err != nil {
+		return failClose(err)
+	}
+	s.server = assets.ServerURI
+	if isMQTT(assets.ServerURI) {
+		// No device policies and no storage over MQTT (docs/mqtt.md):
+		// Policies and Storage stay nil, so Offer behaves like Set and
+		// CreateStorageObject is refused (see storageErr).
+		s.mqtt, err = cloudmqtt.New(cloudmqtt.Config{
+			Trust:            s.trust,
+			Logger:           logger,
+			Timeout:          o.httpTimeout,
+			AllowDraftModels: o.allowDrafts,
+		})
+		if err != nil {
+			return failClose(err)
+		}
+		cfg.Messenger, cfg.Activator, cfg.Models = s.mqtt, s.mqtt, s.mqtt
+		return s, cfg, devOpts, nil
+	}
 	s.http, err = cloudhttp.New(cloudhttp.Config{
 		Trust:            s.trust,
 		Logger:           logger,
@@ -187,19 +260,33 @@ func open(op, path, passphrase string, opts []Option) (*stack, device.Config, []
 	if err != nil {
 		return failClose(err)
 	}
-	cfg := device.Config{
-		Trust:      s.trust,
-		Messenger:  s.http,
-		Activator:  s.http,
-		Models:     s.http,
-		Policies:   s.http,
-		Storage:    s.http,
-		ModelStore: s.models,
-		Outbox:     s.outbox,
-		Logger:     logger,
-		DataDir:    s.dataDir,
-	}
+	cfg.Messenger, cfg.Activator, cfg.Models = s.http, s.http, s.http
+	cfg.Policies, cfg.Storage = s.http, s.http
 	return s, cfg, devOpts, nil
+}
+
+// isMQTT reports whether the server URI names an MQTT broker (mqtts://, or
+// mqtt:// on loopback, which the MQTT transport checks; the file's codec
+// allows lower-case schemes only). Anything else goes to the HTTPS
+// transport, whose constructor explains what it refuses.
+func isMQTT(serverURI string) bool {
+	return strings.HasPrefix(serverURI, "mqtts://") || strings.HasPrefix(serverURI, "mqtt://")
+}
+
+func (s *stack) transport() string {
+	if s.mqtt != nil {
+		return TransportMQTT
+	}
+	return TransportHTTPS
+}
+
+// storageErr is the error of CreateStorageObject over MQTT, nil over HTTPS.
+func (s *stack) storageErr(name string) error {
+	if s.mqtt == nil {
+		return nil
+	}
+	return fmt.Errorf("create storage object %q: storage objects need the HTTPS transport, and the provisioning file names the MQTT server %s (MQTT has no storage topics, docs/mqtt.md); provision the device with an https server URI to use them",
+		name, s.server)
 }
 
 // NetworkCostEnv is the environment variable that sets the device's network
@@ -259,6 +346,9 @@ func (s *stack) close() error {
 	var errs []error
 	if s.http != nil {
 		s.http.Close()
+	}
+	if s.mqtt != nil {
+		s.mqtt.Close()
 	}
 	if s.outbox != nil {
 		if err := s.outbox.Close(); err != nil {

@@ -17,8 +17,20 @@
 //     DATADIR/models (WithModelStore changes it);
 //   - the durable outbox, fsstore.OpenOutbox, in DATADIR/outbox:
 //     GUARANTEED_DELIVERY messages survive a crash or a restart;
-//   - the HTTPS transport, adapters/http, which trusts only the trust anchors
-//     of the provisioning file (the system pool when it has none).
+//   - the cloud transport the provisioning file's server URI names, which
+//     trusts only the trust anchors of the file (the system pool when it
+//     has none): adapters/http for https:// (http:// on loopback), or
+//     adapters/mqtt for mqtts:// (mqtt:// on loopback).
+//
+// # HTTPS or MQTT
+//
+// Both transports carry activation, device models, messages and the
+// cloud's requests (attribute sets, actions). MQTT carries nothing else,
+// as in Oracle's service (docs/mqtt.md): a device on MQTT applies no
+// device policies (Offer behaves like Set, a policyChanged is logged and
+// ignored), and CreateStorageObject fails with an error that says storage
+// objects need the HTTPS transport. Transport tells which one a device got.
+// The options apply to both, except where an option says otherwise.
 //
 // # The data directory
 //
@@ -42,7 +54,7 @@
 // package's types, so every method of those is available; only Close is
 // theirs: it closes the device (which flushes what it can, see
 // device.DirectlyConnectedDevice.Close) and then everything the constructor
-// opened, in reverse order. Applications that need other adapters (MQTT, a
+// opened, in reverse order. Applications that need other adapters (a
 // custom store, a fake clock) build a device.Config themselves instead; see
 // package device.
 //

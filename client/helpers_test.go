@@ -32,7 +32,15 @@ const (
 // with the humidity model added, until the test ends.
 func startCloud(t testing.TB) *launch.Instance {
 	t.Helper()
-	inst, err := launch.Start(t.Context(), launch.Options{DataDir: t.TempDir(), Listen: "127.0.0.1:0", KDFIterations: kdf})
+	return startCloudWith(t, launch.Options{})
+}
+
+// startCloudWith is startCloud with more options (MQTT); the data
+// directory, the address and the KDF cost are set here.
+func startCloudWith(t testing.TB, o launch.Options) *launch.Instance {
+	t.Helper()
+	o.DataDir, o.Listen, o.KDFIterations = t.TempDir(), "127.0.0.1:0", kdf
+	inst, err := launch.Start(t.Context(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,11 +73,17 @@ func provision(t testing.TB, inst *launch.Instance, typ, hardwareID string) stri
 }
 
 func provisionFile(ctx context.Context, c *cloudclient.Client, dir, typ, hardwareID string) (string, error) {
+	return provisionFileFor(ctx, c, dir, typ, hardwareID, "")
+}
+
+// provisionFileFor is provisionFile for a transport ("" or "https", or
+// "mqtt": the file names the cloud's MQTT broker).
+func provisionFileFor(ctx context.Context, c *cloudclient.Client, dir, typ, hardwareID, transport string) (string, error) {
 	dev, err := c.RegisterDevice(ctx, api.RegisterDevice{HardwareID: hardwareID, Type: typ})
 	if err != nil {
 		return "", err
 	}
-	file, err := c.ProvisioningFile(ctx, dev.ID, api.ProvisioningFileRequest{Passphrase: passphrase})
+	file, err := c.ProvisioningFile(ctx, dev.ID, api.ProvisioningFileRequest{Passphrase: passphrase, Transport: transport})
 	if err != nil {
 		return "", err
 	}

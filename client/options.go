@@ -100,13 +100,18 @@ func WithOutboxLimits(guaranteed int64, other int) Option {
 
 // WithHTTPTimeout bounds each call to the cloud that is not a long poll
 // (Oracle's http_response_timeout / httpConnectionTimeout). Default 15 s.
+// Over MQTT it bounds each call the same way: the publish, its
+// acknowledgement and the cloud's answer (adapters/mqtt Config.Timeout);
+// connecting has its own bound there (30 s).
 func WithHTTPTimeout(d time.Duration) Option {
 	return func(o *options) { o.httpTimeout = d }
 }
 
 // WithAllowDraftModels lets activation create draft device models for
 // unknown URNs and lets DeviceModel return drafts (Oracle's
-// allow_draft_device_models). Default off.
+// allow_draft_device_models). Default off. Over MQTT it governs DeviceModel
+// only: activation over MQTT has no createDraft parameter, and the cloud's
+// default (drafts are created) applies.
 func WithAllowDraftModels() Option {
 	return func(o *options) { o.allowDrafts = true }
 }

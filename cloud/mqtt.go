@@ -61,6 +61,12 @@ type MQTTConfig struct {
 	// are pushed to it: a bridge to another broker sees no connections. Zero:
 	// only Connected and Disconnected count (an embedded broker).
 	Presence time.Duration
+	// IgnoreUnknown makes Handle answer nothing for a client this cloud does
+	// not know, instead of a 401 on the error topic: several clouds may
+	// share one broker through bridges, and each answers only for its own
+	// devices. An embedded broker authenticates clients at CONNECT and
+	// leaves it off.
+	IgnoreUnknown bool
 	// Logger is the component's logger (default: the Server's, named
 	// iotcloud.mqtt).
 	Logger *slog.Logger
@@ -75,6 +81,7 @@ type MQTT struct {
 	s        *Server
 	publish  func(ctx context.Context, m MQTTMessage) error
 	presence time.Duration
+	ignore   bool // IgnoreUnknown
 	log      *slog.Logger
 
 	mu     sync.Mutex
@@ -114,7 +121,7 @@ func (s *Server) NewMQTT(cfg MQTTConfig) (*MQTT, error) {
 		log = s.log.With(slog.String("logger", "iotcloud.mqtt"))
 	}
 	return &MQTT{
-		s: s, publish: cfg.Publish, presence: cfg.Presence, log: log,
+		s: s, publish: cfg.Publish, presence: cfg.Presence, ignore: cfg.IgnoreUnknown, log: log,
 		devs: map[string]*mqttDevice{}, done: make(chan struct{}),
 	}, nil
 }
@@ -393,6 +400,9 @@ func (m *MQTT) Handle(ctx context.Context, in MQTTMessage) []MQTTMessage {
 		return err
 	})
 	switch {
+	case errors.Is(err, store.ErrNotFound) && m.ignore:
+		m.log.Debug("publish of an unknown client ignored", "topic", in.Topic)
+		return nil
 	case errors.Is(err, store.ErrNotFound):
 		return fail(http.StatusUnauthorized, "unknown client %q, expected a registered activation id or endpoint id", id)
 	case err != nil:

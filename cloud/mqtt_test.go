@@ -252,6 +252,20 @@ func TestMQTTHandle(t *testing.T) {
 		}
 	}
 	out.none(t, "devices/"+ep+"/messages", 0)
+
+	// A bridged cloud shares its broker with other clouds: it leaves the
+	// clients it does not know to them, and still answers its own.
+	bridged, err := e.srv.NewMQTT(MQTTConfig{Publish: func(context.Context, MQTTMessage) error { return nil }, Presence: time.Minute, IgnoreUnknown: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bridged.Close()
+	if got := bridged.Handle(t.Context(), MQTTMessage{Topic: "iotcs/0-NOBODY/messages", Payload: []byte("[]"), Correlation: []byte{1}}); got != nil {
+		t.Errorf("IgnoreUnknown: an unknown client was answered %+v, want nothing", got)
+	}
+	if got := bridged.Handle(t.Context(), MQTTMessage{Topic: "iotcs/" + ep + "/messages", Payload: []byte("[]"), Correlation: []byte{2}}); len(got) != 1 || string(got[0].Payload) != "[]" {
+		t.Errorf("IgnoreUnknown: the cloud's own device was answered %+v, want one answer []", got)
+	}
 }
 
 // TestMQTTPush: requests are pushed to connected devices only, within their

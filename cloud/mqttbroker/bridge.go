@@ -115,9 +115,10 @@ func NewBridge(c *cloud.Server, cfg BridgeConfig) (*Bridge, error) {
 		br.queue[i] = make(chan cloud.MQTTMessage, bridgeQueue)
 	}
 	br.api, err = c.NewMQTT(cloud.MQTTConfig{
-		Publish:  br.publish,
-		Presence: BridgePresence,
-		Logger:   parent.With(slog.String("logger", "iotcloud.mqtt")),
+		Publish:       br.publish,
+		Presence:      BridgePresence,
+		IgnoreUnknown: true, // other clouds may be bridged to the same broker
+		Logger:        parent.With(slog.String("logger", "iotcloud.mqtt")),
 	})
 	if err != nil {
 		return nil, err

@@ -46,6 +46,7 @@ const (
 	ModeGateway   = "gateway"
 	TransportAuto = "auto"
 	TransportHTTP = "https"
+	TransportMQTT = "mqtt"
 )
 
 // The values of Config.Delivery: the reliability of the devices' attribute
@@ -80,8 +81,8 @@ type Config struct {
 	// DataDir holds the outbox, the device model store and the node's
 	// state; DefaultDataDir when empty.
 	DataDir string `koanf:"data_dir"`
-	// Transport is "auto" (the provisioning file's server URI decides) or
-	// "https".
+	// Transport is "auto" (the provisioning file's server URI decides),
+	// "https" or "mqtt" (the file must then name such a server).
 	Transport string `koanf:"transport"`
 	// Mode is ModeDirect (the default) or ModeGateway.
 	Mode string `koanf:"mode"`
@@ -587,8 +588,8 @@ func (c *Config) Validate(drivers map[string]driver, envPass string) error {
 	if fi, err := os.Stat(c.DataDir); err == nil && !fi.IsDir() {
 		ps.add("data_dir", "%s is not a directory", c.DataDir)
 	}
-	if c.Transport != TransportAuto && c.Transport != TransportHTTP {
-		ps.add("transport", "unknown transport %q (expected auto, which follows the provisioning file's server URI, or https)", c.Transport)
+	if c.Transport != TransportAuto && c.Transport != TransportHTTP && c.Transport != TransportMQTT {
+		ps.add("transport", "unknown transport %q (expected auto, which follows the provisioning file's server URI, https or mqtt)", c.Transport)
 	}
 	if c.Mode != ModeDirect && c.Mode != ModeGateway {
 		ps.add("mode", "unknown mode %q (expected %s or %s)", c.Mode, ModeDirect, ModeGateway)

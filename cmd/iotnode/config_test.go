@@ -128,9 +128,9 @@ metrics: {listen: "0.0.0.0:9100"}
 		},
 		{
 			name: "empty passphrase file",
-			yaml: strings.Replace(validConfig, "passphrase_file: passphrase", "passphrase_file: device.prov\nmode: mesh", 1) + "transport: mqtt\n",
+			yaml: strings.Replace(validConfig, "passphrase_file: passphrase", "passphrase_file: device.prov\nmode: mesh", 1) + "transport: coap\n",
 			want: `iotnode run: config DIR/iotnode.yaml has 2 problems:
-  transport: unknown transport "mqtt" (expected auto, which follows the provisioning file's server URI, or https)
+  transport: unknown transport "coap" (expected auto, which follows the provisioning file's server URI, https or mqtt)
   mode: unknown mode "mesh" (expected directly_connected or gateway)
 `,
 		},

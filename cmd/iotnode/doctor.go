@@ -17,8 +17,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
+	"github.com/eclipse/paho.golang/paho"
+
 	"github.com/iotnode/iotnode/adapters/fsstore"
 	httpadapter "github.com/iotnode/iotnode/adapters/http"
+	mqttadapter "github.com/iotnode/iotnode/adapters/mqtt"
 	"github.com/iotnode/iotnode/domain/trust"
 	"github.com/iotnode/iotnode/ports"
 )
@@ -45,8 +49,14 @@ Runs every check and prints one line per check:
   OK   name  what was found
   FAIL name  what is wrong — fix: what to do
 
-A check that cannot run because an earlier one failed prints SKIP. The exit
-status is 1 when any check failed, 2 when the config has problems.`,
+A check that cannot run because an earlier one failed, or that does not
+apply, prints SKIP. With an MQTT provisioning file (mqtts://), tcp and tls
+check the broker's port, clock-skew is skipped (MQTT tells no time), and
+credentials connects to the broker: before activation it asks the cloud for
+the activation policy, after it connects as the endpoint without subscribing
+(so it takes no request from the node), and not while an iotnode runs with
+this data directory. The exit status is 1 when any check failed, 2 when the
+config has problems.`,
 		setup: func(fs *flag.FlagSet) func(context.Context, *Main, []string) error {
 			cf.define(fs, false)
 			return func(ctx context.Context, m *Main, pos []string) error {
@@ -76,8 +86,13 @@ type doctor struct {
 	base   *url.URL // scheme://host:port of the server
 	host   string   // host:port to dial
 	tcpOK  bool
-	tlsCfg *tls.Config // nil for plain http
+	tlsCfg *tls.Config // nil for plain http and mqtt
 	tlsOK  bool
+
+	// outbox is the outbox check's line, found before the credentials
+	// check needs to know whether a node runs (outboxInUse).
+	outbox      func()
+	outboxInUse bool
 }
 
 // result prints one check's line.
@@ -102,9 +117,10 @@ func (d *doctor) run(ctx context.Context) int {
 	d.checkTCP(ctx)
 	d.checkTLS(ctx)
 	d.checkSkew(ctx)
+	d.probeOutbox()
 	d.checkCredentials(ctx)
 	d.checkDataDir()
-	d.checkOutbox()
+	d.outbox()
 	if d.store != nil {
 		d.store.Close()
 	}
@@ -149,7 +165,7 @@ func (d *doctor) checkProvisioning() {
 	d.base = u
 	port := u.Port()
 	if port == "" {
-		port = map[string]string{"http": "80", "mqtts": "8883"}[u.Scheme]
+		port = map[string]string{"http": "80", "mqtts": "8883", "mqtt": "1883"}[u.Scheme]
 		if port == "" {
 			port = "443"
 		}
@@ -218,6 +234,9 @@ func (d *doctor) checkTLS(ctx context.Context) {
 	case d.base.Scheme == "http":
 		d.ok("tls", "none: the server URI is plain http (tokens travel unencrypted; for local experiments only)")
 		return
+	case d.base.Scheme == "mqtt":
+		d.ok("tls", "none: the server URI is plain mqtt (client assertions travel unencrypted; for local experiments only)")
+		return
 	}
 	pool := x509.NewCertPool()
 	for i, der := range d.assets.TrustAnchors {
@@ -268,12 +287,21 @@ func (d *doctor) httpClient() *http.Client {
 }
 
 func (d *doctor) networkReady() bool {
-	return d.tcpOK && (d.tlsOK || d.base.Scheme == "http")
+	return d.tcpOK && (d.tlsOK || d.base.Scheme == "http" || d.base.Scheme == "mqtt")
+}
+
+// mqtt reports whether the provisioning file names an MQTT server.
+func (d *doctor) mqtt() bool {
+	return d.base != nil && (d.base.Scheme == "mqtts" || d.base.Scheme == "mqtt")
 }
 
 func (d *doctor) checkSkew(ctx context.Context) {
 	if !d.networkReady() {
 		d.skip("clock-skew", "no connection to the server")
+		return
+	}
+	if d.mqtt() {
+		d.skip("clock-skew", "an MQTT server tells no time; keep the clock synchronised with NTP (client assertions are valid 15 minutes)")
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, doctorTimeout)
@@ -317,6 +345,10 @@ func (d *doctor) checkCredentials(ctx context.Context) {
 		d.skip("credentials", "no connection to the server")
 		return
 	}
+	if d.mqtt() {
+		d.checkMQTTCredentials(ctx)
+		return
+	}
 	cl, err := httpadapter.New(httpadapter.Config{Trust: d.store, Clock: d.m.Clock, HTTPClient: d.httpClient(), Timeout: doctorTimeout,
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -341,6 +373,90 @@ func (d *doctor) checkCredentials(ctx context.Context) {
 		return
 	}
 	d.ok("credentials", "the cloud accepts endpoint %s", d.assets.EndpointID)
+}
+
+// checkMQTTCredentials checks the credentials over MQTT. Before activation
+// the MQTT transport asks for the activation policy as the activation ID
+// (nothing else uses that ID). After activation a full call would
+// subscribe to devices/{endpoint}/#, which makes the cloud push the
+// requests queued for the node to the doctor; so it only connects as the
+// endpoint, without subscribing, and not while a node runs: a second
+// connection with the node's client ID would take over the node's.
+func (d *doctor) checkMQTTCredentials(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, doctorTimeout)
+	defer cancel()
+	if d.assets.EndpointID == "" {
+		cl, err := mqttadapter.New(mqttadapter.Config{Trust: d.store, Clock: d.m.Clock, Timeout: doctorTimeout, ConnectTimeout: doctorTimeout,
+			Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			d.fail("credentials", err.Error(), "provision the device again")
+			return
+		}
+		defer cl.Close()
+		if _, err := cl.Policy(ctx); err != nil {
+			d.fail("credentials", fmt.Sprintf("the activation credentials were refused: %v", err), credentialsFix(err, false))
+			return
+		}
+		d.ok("credentials", "the MQTT server accepts the shared secret of %s and the cloud answers it (activation pending: 'iotnode activate' or 'iotnode run' activates)", d.assets.ClientID)
+		return
+	}
+	if d.outboxInUse {
+		d.skip("credentials", fmt.Sprintf("an iotnode runs with this data directory: a second MQTT connection as %s would take over its connection", d.assets.EndpointID))
+		return
+	}
+	if err := d.mqttConnect(ctx); err != nil {
+		d.fail("credentials", fmt.Sprintf("endpoint %s was refused: %v", d.assets.EndpointID, err), credentialsFix(err, true))
+		return
+	}
+	d.ok("credentials", "the MQTT server accepts endpoint %s (a connection only: a broker bridged to the cloud checks its own credentials, not the device key)", d.assets.EndpointID)
+}
+
+// mqttConnect connects to the MQTT server as the endpoint, with the client
+// assertion signed by the device key as password (docs/mqtt.md), and
+// disconnects at once. A refused connection wraps ports.ErrUnauthorized.
+func (d *doctor) mqttConnect(ctx context.Context) error {
+	key, err := trust.ParseDeviceKey(d.assets.PrivateKey)
+	if err != nil {
+		return err
+	}
+	id := d.assets.EndpointID
+	password, err := trust.ClientAssertion(id, nil, key, d.m.Clock.Now())
+	if err != nil {
+		return err
+	}
+	nc, err := d.m.Dial(ctx, "tcp", d.host)
+	if err != nil {
+		return shortNetError(err)
+	}
+	if d.tlsCfg != nil {
+		tc := tls.Client(nc, d.tlsCfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return err
+		}
+		nc = tc
+	}
+	pc := paho.NewClient(paho.ClientConfig{ClientID: id, Conn: packets.NewThreadSafeConn(nc), PacketTimeout: doctorTimeout})
+	ca, err := pc.Connect(ctx, &paho.Connect{ClientID: id, Username: id, UsernameFlag: true, Password: []byte(password), PasswordFlag: true,
+		CleanStart: true, KeepAlive: 30})
+	if err != nil {
+		nc.Close()
+		if ca == nil {
+			return err
+		}
+		reason := fmt.Sprintf("reason code 0x%02X", ca.ReasonCode)
+		if ca.Properties != nil && ca.Properties.ReasonString != "" {
+			reason += " (" + ca.Properties.ReasonString + ")"
+		}
+		switch ca.ReasonCode {
+		case packets.ConnackBadUsernameOrPassword, packets.ConnackNotAuthorized:
+			return fmt.Errorf("the broker refused the connection: bad user name or password, or not authorized, %s: %w", reason, ports.ErrUnauthorized)
+		}
+		return fmt.Errorf("the broker refused the connection: %s", reason)
+	}
+	_ = nc.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = pc.Disconnect(&paho.Disconnect{ReasonCode: packets.DisconnectNormalDisconnection})
+	return nil
 }
 
 func credentialsFix(err error, activated bool) string {
@@ -409,27 +525,36 @@ func probeWrite(dir string) error {
 	return os.Remove(name)
 }
 
-func (d *doctor) checkOutbox() {
+// probeOutbox opens the outbox once, notes whether a running iotnode holds
+// it, and keeps the outbox check's line in d.outbox for its turn.
+func (d *doctor) probeOutbox() {
 	path := filepath.Join(d.cfg.DataDir, outboxFile)
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		d.ok("outbox", "%s does not exist yet (the first run creates it)", path)
+		d.outbox = func() { d.ok("outbox", "%s does not exist yet (the first run creates it)", path) }
 		return
 	}
 	ob, err := fsstore.OpenOutbox(path, fsstore.OutboxOptions{MaxBytes: d.cfg.Outbox.MaxBytes})
 	if err != nil {
 		if errors.Is(err, fsstore.ErrLocked) {
-			d.ok("outbox", "%s is in use by a running iotnode", path)
+			d.outboxInUse = true
+			d.outbox = func() { d.ok("outbox", "%s is in use by a running iotnode", path) }
 			return
 		}
-		d.fail("outbox", err.Error(), "move the directory away to start with an empty outbox (its messages are then lost)")
+		d.outbox = func() {
+			d.fail("outbox", err.Error(), "move the directory away to start with an empty outbox (its messages are then lost)")
+		}
 		return
 	}
 	st := ob.Stats()
 	ob.Close()
 	if st.Corrupt > 0 {
-		d.fail("outbox", fmt.Sprintf("%s had %d corrupt record(s), now removed; %d message(s) queued", path, st.Corrupt, st.Guaranteed),
-			"check the storage (SD card) for errors: dmesg | grep -i mmc")
+		d.outbox = func() {
+			d.fail("outbox", fmt.Sprintf("%s had %d corrupt record(s), now removed; %d message(s) queued", path, st.Corrupt, st.Guaranteed),
+				"check the storage (SD card) for errors: dmesg | grep -i mmc")
+		}
 		return
 	}
-	d.ok("outbox", "%s: %d message(s) waiting (%d bytes)", path, st.Guaranteed, st.GuaranteedBytes)
+	d.outbox = func() {
+		d.ok("outbox", "%s: %d message(s) waiting (%d bytes)", path, st.Guaranteed, st.GuaranteedBytes)
+	}
 }

@@ -85,11 +85,31 @@ func newFlagSet() *flag.FlagSet {
 type testCloud struct {
 	inst *launch.Instance
 	cl   *client.Client
+	// transport is that of the provisioning files provision writes: "" (the
+	// cloud's HTTPS URL) or "mqtt" (its MQTT broker).
+	transport string
 }
 
 func startCloud(t *testing.T) *testCloud {
 	t.Helper()
-	inst, err := launch.Start(t.Context(), launch.Options{DataDir: t.TempDir(), Listen: "127.0.0.1:0", KDFIterations: demoKDFIterations})
+	return startCloudWith(t, launch.Options{})
+}
+
+// startMQTTCloud is startCloud with the embedded MQTT broker on a free
+// loopback port; its provisioning files name the broker.
+func startMQTTCloud(t *testing.T) *testCloud {
+	t.Helper()
+	c := startCloudWith(t, launch.Options{MQTTListen: "127.0.0.1:0"})
+	c.transport = "mqtt"
+	return c
+}
+
+// startCloudWith starts a cloud with o; the data directory, the address and
+// the KDF cost are set here.
+func startCloudWith(t *testing.T, o launch.Options) *testCloud {
+	t.Helper()
+	o.DataDir, o.Listen, o.KDFIterations = t.TempDir(), "127.0.0.1:0", demoKDFIterations
+	inst, err := launch.Start(t.Context(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +138,7 @@ func (c *testCloud) provision(t *testing.T, dir string, gateway bool) api.Device
 	if err != nil {
 		t.Fatal(err)
 	}
-	file, err := c.cl.ProvisioningFile(t.Context(), dev.ID, api.ProvisioningFileRequest{Passphrase: testPassphrase})
+	file, err := c.cl.ProvisioningFile(t.Context(), dev.ID, api.ProvisioningFileRequest{Passphrase: testPassphrase, Transport: c.transport})
 	if err != nil {
 		t.Fatal(err)
 	}

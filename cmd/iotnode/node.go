@@ -17,6 +17,7 @@ import (
 
 	"github.com/iotnode/iotnode/adapters/fsstore"
 	httpadapter "github.com/iotnode/iotnode/adapters/http"
+	mqttadapter "github.com/iotnode/iotnode/adapters/mqtt"
 	"github.com/iotnode/iotnode/device"
 	"github.com/iotnode/iotnode/domain/message"
 	"github.com/iotnode/iotnode/domain/model"
@@ -72,7 +73,7 @@ type node struct {
 	trust   *fsstore.TrustStore
 	models  *fsstore.ModelStore
 	outbox  *fsstore.Outbox
-	cloud   *httpadapter.Client
+	cloud   cloudTransport
 	dcd     *device.DirectlyConnectedDevice
 	gateway *device.GatewayDevice // nil in directly connected mode
 
@@ -80,6 +81,16 @@ type node struct {
 
 	stop context.CancelFunc // stops the sampling loops
 	wg   sync.WaitGroup     // the sampling loops
+}
+
+// cloudTransport is what the node needs of a cloud transport
+// (adapters/http or adapters/mqtt): the device's ports, and Close, which the
+// node calls after the device is closed.
+type cloudTransport interface {
+	ports.Messenger
+	ports.Activator
+	ports.ModelSource
+	Close()
 }
 
 // nodeDevice is one configured device at run time.
@@ -109,12 +120,12 @@ type nodeDevice struct {
 
 // openNode opens the stores and the cloud transport and builds the device.
 // It makes no network call. On error everything opened is closed again.
-func openNode(cfg *Config, deps nodeDeps) (n *node, err error) {
-	n = &node{cfg: cfg, deps: deps, clock: deps.clock, log: named(deps.logger, "iotnode.node")}
+func openNode(cfg *Config, deps nodeDeps) (_ *node, err error) {
+	n := &node{cfg: cfg, deps: deps, clock: deps.clock, log: named(deps.logger, "iotnode.node")}
 	defer func() {
+		// n, not the result: a failing return has set the result to nil.
 		if err != nil {
 			n.closeAdapters()
-			n = nil
 		}
 	}()
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -132,13 +143,27 @@ func openNode(cfg *Config, deps nodeDeps) (n *node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkTransport(cfg.Transport, assets.ServerURI); err != nil {
-		return nil, err
-	}
-	n.cloud, err = httpadapter.New(httpadapter.Config{Trust: n.trust, Logger: deps.logger, Clock: deps.clock})
+	transport, err := pickTransport(cfg.Transport, assets.ServerURI)
 	if err != nil {
 		return nil, err
 	}
+	// Assigned only on success: a nil *Client in n.cloud would not be nil.
+	if transport == TransportMQTT {
+		// No device policies over MQTT (docs/mqtt.md): offer: true then
+		// behaves like Set.
+		cl, err := mqttadapter.New(mqttadapter.Config{Trust: n.trust, Logger: deps.logger, Clock: deps.clock})
+		if err != nil {
+			return nil, err
+		}
+		n.cloud = cl
+	} else {
+		cl, err := httpadapter.New(httpadapter.Config{Trust: n.trust, Logger: deps.logger, Clock: deps.clock})
+		if err != nil {
+			return nil, err
+		}
+		n.cloud = cl
+	}
+	n.log.Debug("cloud transport", slog.String("transport", transport), slog.String("server_uri", assets.ServerURI))
 	n.models, err = fsstore.NewModelStore(filepath.Join(cfg.DataDir, modelsDir))
 	if err != nil {
 		return nil, err
@@ -163,6 +188,11 @@ func openNode(cfg *Config, deps nodeDeps) (n *node, err error) {
 		Trust: n.trust, Messenger: n.cloud, Activator: n.cloud, Models: n.cloud,
 		ModelStore: n.models, Outbox: n.outbox, Clock: deps.clock, Logger: deps.logger, DataDir: cfg.DataDir,
 	}
+	// Device policies come over HTTPS only (docs/mqtt.md): devices with
+	// offer: true run their values through them.
+	if ps, ok := n.cloud.(ports.PolicySource); ok {
+		dc.Policies = ps
+	}
 	// Validate accepted cfg.Delivery; data keeps the library's priority (LOW)
 	// so that alerts and responses go first.
 	reliability, _ := dataReliability(cfg.Delivery)
@@ -182,19 +212,26 @@ func openNode(cfg *Config, deps nodeDeps) (n *node, err error) {
 	return n, nil
 }
 
-// checkTransport checks that the transport can talk to the server URI.
-func checkTransport(transport, serverURI string) error {
+// pickTransport returns the transport (TransportHTTP or TransportMQTT) that
+// talks to the server URI, or an error when the configured transport
+// cannot: auto follows the URI's scheme (https or loopback http: HTTPS;
+// mqtts or loopback mqtt: MQTT; the adapters refuse what else they cannot
+// use), https and mqtt insist on their own schemes.
+func pickTransport(transport, serverURI string) (string, error) {
 	u, err := url.Parse(serverURI)
 	if err != nil {
-		return fmt.Errorf("the provisioning file's server URI %q is not a URL", serverURI)
+		return "", fmt.Errorf("the provisioning file's server URI %q is not a URL", serverURI)
 	}
+	mqtt := u.Scheme == "mqtts" || u.Scheme == "mqtt"
 	switch {
-	case u.Scheme == "mqtts" || u.Scheme == "mqtt":
-		return fmt.Errorf("the provisioning file names an MQTT server (%s), and this iotnode speaks HTTPS only: provision the device with an https server URI", serverURI)
 	case transport == TransportHTTP && u.Scheme != "https":
-		return fmt.Errorf("transport is https, but the provisioning file's server URI is %s: provision an https URI or set transport: auto", serverURI)
+		return "", fmt.Errorf("transport is https, but the provisioning file's server URI is %s: provision an https URI (iotcloud device register) or set transport: auto", serverURI)
+	case transport == TransportMQTT && !mqtt:
+		return "", fmt.Errorf("transport is mqtt, but the provisioning file's server URI is %s: provision an mqtts URI (iotcloud device register --mqtt) or set transport: auto", serverURI)
+	case mqtt:
+		return TransportMQTT, nil
 	}
-	return nil
+	return TransportHTTP, nil
 }
 
 // prepare activates the device if needed, registers the indirectly

@@ -98,7 +98,7 @@ func createDraft(r *http.Request) (bool, error) {
 // resolveModels dedupes urns (a set, in first-seen order) and checks that
 // each is known: a system capability, a stored model, or (draft) a new empty
 // draft model created now.
-func (s *Server) resolveModels(tx *store.Tx, urns []string, draft bool) ([]string, error) {
+func (s *Server) resolveModels(tx store.Tx, urns []string, draft bool) ([]string, error) {
 	if len(urns) > maxActivationModel {
 		return nil, errorf(http.StatusBadRequest, "deviceModels has %d entries, expected at most %d", len(urns), maxActivationModel)
 	}
@@ -242,7 +242,7 @@ func (s *Server) handleDirectActivation(w http.ResponseWriter, r *http.Request, 
 	}
 	now := s.now().UnixMilli()
 	var out *store.Device
-	err = s.store.Update(func(tx *store.Tx) error {
+	err = s.store.Update(func(tx store.Tx) error {
 		cur, err := tx.Device(d.ID)
 		if err != nil {
 			return err
@@ -317,7 +317,7 @@ func (s *Server) handleIndirectActivation(w http.ResponseWriter, r *http.Request
 	}
 	now := s.now().UnixMilli()
 	var out *store.Device
-	err = s.store.Update(func(tx *store.Tx) error {
+	err = s.store.Update(func(tx store.Tx) error {
 		cur, err := tx.DeviceByHardwareID(hw)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err

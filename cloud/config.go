@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/iotnode/iotnode/cloud/store"
 )
 
 // Defaults of Config's zero fields.
@@ -36,6 +38,10 @@ type Config struct {
 	RequestTTL       time.Duration    // a request not answered by then is EXPIRED, default 1 h
 	KDFIterations    int              // for v2 provisioning files; 0 = trust's default (tests lower it)
 	MaxObjectBytes   int64            // largest stored object, default 64 MiB
+	// Store is where the cloud keeps its records; nil means the embedded
+	// bbolt store in DataDir/cloud.db. The Server owns it: Close closes it.
+	// Stored objects stay under DataDir either way.
+	Store store.Store
 }
 
 // Validate reports every problem of c at once.

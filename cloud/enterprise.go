@@ -46,7 +46,7 @@ func (s *Server) handleModelPost(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusBadRequest, "device model: %v", err)
 	}
 	status := http.StatusCreated
-	err = s.store.Update(func(tx *store.Tx) error {
+	err = s.store.Update(func(tx store.Tx) error {
 		old, err := tx.Model(dm.URN)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
@@ -88,7 +88,7 @@ func writeRawJSON(w http.ResponseWriter, status int, data []byte) {
 
 func (s *Server) handleModelList(w http.ResponseWriter, r *http.Request) error {
 	list := api.List[json.RawMessage]{Items: []json.RawMessage{}}
-	err := s.store.View(func(tx *store.Tx) error {
+	err := s.store.View(func(tx store.Tx) error {
 		ms, err := tx.Models()
 		for _, m := range ms {
 			list.Items = append(list.Items, m)
@@ -112,7 +112,7 @@ func (s *Server) handleModelGet(w http.ResponseWriter, r *http.Request) error {
 	}
 	urn := r.PathValue("urn")
 	var raw []byte
-	err := s.store.View(func(tx *store.Tx) error {
+	err := s.store.View(func(tx store.Tx) error {
 		var err error
 		raw, err = tx.Model(urn)
 		return err
@@ -163,7 +163,7 @@ func (s *Server) handleDevicePost(w http.ResponseWriter, r *http.Request) error 
 	if d.HardwareID == "" {
 		d.HardwareID = d.ID
 	}
-	err := s.store.Update(func(tx *store.Tx) error { return tx.PutDevice(d) })
+	err := s.store.Update(func(tx store.Tx) error { return tx.PutDevice(d) })
 	if errors.Is(err, store.ErrExists) {
 		return errorf(http.StatusConflict, "register device: hardware id %q is already registered", d.HardwareID)
 	}
@@ -180,7 +180,7 @@ func (s *Server) handleDevicePost(w http.ResponseWriter, r *http.Request) error 
 
 func (s *Server) handleDeviceList(w http.ResponseWriter, r *http.Request) error {
 	list := api.List[api.Device]{Items: []api.Device{}}
-	err := s.store.View(func(tx *store.Tx) error {
+	err := s.store.View(func(tx store.Tx) error {
 		ds, err := tx.Devices()
 		for _, d := range ds {
 			list.Items = append(list.Items, toAPIDevice(d))
@@ -198,7 +198,7 @@ func (s *Server) handleDeviceList(w http.ResponseWriter, r *http.Request) error 
 func (s *Server) device(r *http.Request) (*store.Device, error) {
 	id := r.PathValue("id")
 	var d *store.Device
-	err := s.store.View(func(tx *store.Tx) error {
+	err := s.store.View(func(tx store.Tx) error {
 		var err error
 		d, err = tx.Device(id)
 		return err
@@ -318,7 +318,7 @@ func (s *Server) targetModel(r *http.Request) (*store.Device, *model.DeviceModel
 		return nil, nil, errorf(http.StatusNotFound, "device %q does not implement device model %q", d.ID, urn)
 	}
 	var dm *model.DeviceModel
-	err = s.store.View(func(tx *store.Tx) error {
+	err = s.store.View(func(tx store.Tx) error {
 		dm, err = loadModel(tx, urn, http.StatusNotFound)
 		return err
 	})
@@ -335,7 +335,7 @@ func (s *Server) handleAttributesGet(w http.ResponseWriter, r *http.Request) err
 		return errorf(http.StatusNotFound, "device %q does not implement device model %q", d.ID, urn)
 	}
 	var a *store.Attributes
-	err = s.store.View(func(tx *store.Tx) error {
+	err = s.store.View(func(tx store.Tx) error {
 		a, err = tx.Attributes(d.EndpointID, urn)
 		return err
 	})
@@ -353,7 +353,7 @@ func (s *Server) sendRequest(w http.ResponseWriter, d *store.Device, method, u s
 	}
 	route := routeOf(d)
 	var req *store.Request
-	err := s.store.Update(func(tx *store.Tx) error {
+	err := s.store.Update(func(tx store.Tx) error {
 		var err error
 		req, err = s.enqueue(tx, d.EndpointID, route, method, u, headers, body)
 		return err
@@ -443,7 +443,7 @@ func (s *Server) handleRequestGet(w http.ResponseWriter, r *http.Request) error 
 	id := r.PathValue("id")
 	var req *store.Request
 	now := s.now().UnixMilli()
-	err := s.store.View(func(tx *store.Tx) error {
+	err := s.store.View(func(tx store.Tx) error {
 		var err error
 		req, err = tx.Request(id)
 		return err
@@ -455,7 +455,7 @@ func (s *Server) handleRequestGet(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	if (req.Status == store.RequestPending || req.Status == store.RequestDelivered) && req.Expires <= now {
-		err = s.store.Update(func(tx *store.Tx) error {
+		err = s.store.Update(func(tx store.Tx) error {
 			cur, err := tx.Request(id)
 			if err != nil {
 				return err

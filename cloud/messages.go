@@ -147,7 +147,7 @@ func (s *Server) handleMessagesPost(w http.ResponseWriter, r *http.Request, d *s
 // icdsOf returns the endpoint ids of the indirect devices of gateway gw.
 func (s *Server) icdsOf(gw string) (map[string]bool, error) {
 	out := map[string]bool{}
-	err := s.store.View(func(tx *store.Tx) error {
+	err := s.store.View(func(tx store.Tx) error {
 		devs, err := tx.Devices()
 		for _, d := range devs {
 			if d.Gateway == gw && d.Type == api.DeviceTypeIndirect {
@@ -164,7 +164,7 @@ func (s *Server) icdsOf(gw string) (map[string]bool, error) {
 // responses applied, retention enforced.
 func (s *Server) ingest(sender string, msgs []message.Message, raws [][]byte) (ingested, error) {
 	var res ingested
-	err := s.store.Batch(func(tx *store.Tx) error {
+	err := s.store.Batch(func(tx store.Tx) error {
 		res = ingested{} // Batch may run this more than once
 		now := s.now()
 		ms := now.UnixMilli()
@@ -247,7 +247,7 @@ const attributesSuffix = ":attributes"
 
 // completeRequest records m (a RESPONSE) on the request it answers. It
 // reports false when no request of that id was sent to m's source.
-func (s *Server) completeRequest(tx *store.Tx, m *message.Message, ms int64) (bool, error) {
+func (s *Server) completeRequest(tx store.Tx, m *message.Message, ms int64) (bool, error) {
 	req, err := tx.Request(m.Response.RequestID)
 	if errors.Is(err, store.ErrNotFound) {
 		return false, nil
@@ -281,7 +281,7 @@ func (s *Server) touch(endpoint string) {
 	}
 	s.seen[endpoint] = ms
 	s.seenMu.Unlock()
-	err := s.store.Batch(func(tx *store.Tx) error {
+	err := s.store.Batch(func(tx store.Tx) error {
 		d, err := tx.Device(endpoint)
 		if err != nil {
 			return err
@@ -335,12 +335,12 @@ func (s *Server) take(route string, accept int) ([]byte, int, error) {
 		return empty, 0, nil
 	}
 	queued := false
-	if err := s.store.View(func(tx *store.Tx) error { queued = tx.Queued(route); return nil }); err != nil || !queued {
+	if err := s.store.View(func(tx store.Tx) error { queued = tx.Queued(route); return nil }); err != nil || !queued {
 		return empty, 0, err
 	}
 	var out []byte
 	minAccept := 0
-	err := s.store.Update(func(tx *store.Tx) error {
+	err := s.store.Update(func(tx store.Tx) error {
 		out, minAccept = append(out[:0], '['), 0
 		_, err := tx.TakeRequests(route, s.now().UnixMilli(), func(req *store.Request) bool {
 			need := len(req.Wire)
@@ -406,7 +406,7 @@ func (s *Server) handleMessagesGet(w http.ResponseWriter, r *http.Request) error
 		}
 	}
 	var list api.MessageList
-	err := s.store.View(func(tx *store.Tx) error {
+	err := s.store.View(func(tx store.Tx) error {
 		last := tx.LastMessageSeq()
 		if sq.After > last {
 			return errorf(http.StatusBadRequest, "query parameter after is %d, beyond the newest message (seq %d): expected the seq of a message or the next of an earlier answer of this cloud (was its data directory reset?)", sq.After, last)

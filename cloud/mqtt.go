@@ -394,7 +394,7 @@ func (m *MQTT) Handle(ctx context.Context, in MQTTMessage) []MQTTMessage {
 		return fail(http.StatusNotFound, "no such topic: %s, expected iotcs/{id}/ followed by activation/policy, activation/direct, activation/indirect/device, deviceModels, messages or messages/acceptBytes", in.Topic)
 	}
 	var d *store.Device
-	err := m.s.store.View(func(tx *store.Tx) error {
+	err := m.s.store.View(func(tx store.Tx) error {
 		var err error
 		d, err = tx.Device(id)
 		return err

@@ -111,7 +111,7 @@ func checkPipelines(raw json.RawMessage, dm *model.DeviceModel) (json.RawMessage
 }
 
 // loadModel returns the parsed stored model urn, or a 404/400 httpError.
-func loadModel(tx *store.Tx, urn string, status int) (*model.DeviceModel, error) {
+func loadModel(tx store.Tx, urn string, status int) (*model.DeviceModel, error) {
 	raw, err := tx.Model(urn)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errorf(status, "device model %q is not registered", urn)
@@ -127,7 +127,7 @@ func loadModel(tx *store.Tx, urn string, status int) (*model.DeviceModel, error)
 }
 
 // affected returns the activated devices p applies to.
-func affected(tx *store.Tx, p *store.Policy) ([]*store.Device, error) {
+func affected(tx store.Tx, p *store.Policy) ([]*store.Device, error) {
 	devs, err := tx.Devices()
 	if err != nil {
 		return nil, err
@@ -151,7 +151,7 @@ func routeOf(d *store.Device) string {
 
 // pushPolicy queues one policyChanged request per route of devs and returns
 // the routes to wake after commit.
-func (s *Server) pushPolicy(tx *store.Tx, p *store.Policy, op string, devs []*store.Device) ([]string, error) {
+func (s *Server) pushPolicy(tx store.Tx, p *store.Policy, op string, devs []*store.Device) ([]string, error) {
 	var routes []string
 	for _, d := range devs {
 		if r := routeOf(d); !slices.Contains(routes, r) {
@@ -169,7 +169,7 @@ func (s *Server) pushPolicy(tx *store.Tx, p *store.Policy, op string, devs []*st
 }
 
 // enqueue queues a REQUEST for destination, fetched by route, and returns it.
-func (s *Server) enqueue(tx *store.Tx, destination, route, method, url string, headers map[string][]string, body []byte) (*store.Request, error) {
+func (s *Server) enqueue(tx store.Tx, destination, route, method, url string, headers map[string][]string, body []byte) (*store.Request, error) {
 	now := s.now()
 	id := newUUID()
 	m := message.Message{
@@ -220,7 +220,7 @@ func (s *Server) handlePolicyPost(w http.ResponseWriter, r *http.Request) error 
 	var out *store.Policy
 	var routes []string
 	created := false
-	err := s.store.Update(func(tx *store.Tx) error {
+	err := s.store.Update(func(tx store.Tx) error {
 		dm, err := loadModel(tx, body.DeviceModelURN, http.StatusBadRequest)
 		if err != nil {
 			return err
@@ -275,7 +275,7 @@ func (s *Server) handlePolicyPost(w http.ResponseWriter, r *http.Request) error 
 func (s *Server) handlePolicyList(w http.ResponseWriter, r *http.Request) error {
 	urn := r.URL.Query().Get("deviceModel")
 	list := api.List[*store.Policy]{Items: []*store.Policy{}}
-	err := s.store.View(func(tx *store.Tx) error {
+	err := s.store.View(func(tx store.Tx) error {
 		ps, err := tx.Policies()
 		for _, p := range ps {
 			if urn == "" || p.DeviceModelURN == urn {
@@ -301,7 +301,7 @@ func policyNotFound(err error, id string) error {
 func (s *Server) handlePolicyGet(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	var p *store.Policy
-	err := s.store.View(func(tx *store.Tx) error {
+	err := s.store.View(func(tx store.Tx) error {
 		var err error
 		p, err = tx.Policy(id)
 		return err
@@ -317,7 +317,7 @@ func (s *Server) handlePolicyGet(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) handlePolicyDelete(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
 	var routes []string
-	err := s.store.Update(func(tx *store.Tx) error {
+	err := s.store.Update(func(tx store.Tx) error {
 		p, err := tx.Policy(id)
 		if err != nil {
 			return err
@@ -350,7 +350,7 @@ func (s *Server) handlePolicyAssign(w http.ResponseWriter, r *http.Request) erro
 	}
 	var out *store.Policy
 	var routes []string
-	err := s.store.Update(func(tx *store.Tx) error {
+	err := s.store.Update(func(tx store.Tx) error {
 		p, err := tx.Policy(id)
 		if err != nil {
 			return policyNotFound(err, id)
@@ -436,7 +436,7 @@ func (s *Server) handleDevicePolicyFind(w http.ResponseWriter, r *http.Request, 
 		return err
 	}
 	out := collection[devicePolicy]{Items: []devicePolicy{}}
-	err = s.store.View(func(tx *store.Tx) error {
+	err = s.store.View(func(tx store.Tx) error {
 		td, err := tx.Device(target)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && td.EndpointID != d.EndpointID && td.Gateway != d.EndpointID) {
 			return errorf(http.StatusForbidden, "device policies: device %q is neither the caller %q nor one of its indirectly connected devices", target, d.EndpointID)
@@ -477,7 +477,7 @@ func (s *Server) handleDevicePolicyFind(w http.ResponseWriter, r *http.Request, 
 func (s *Server) handleDevicePolicyGet(w http.ResponseWriter, r *http.Request, d *store.Device) error {
 	urn, id := r.PathValue("urn"), r.PathValue("id")
 	var p *store.Policy
-	err := s.store.View(func(tx *store.Tx) error {
+	err := s.store.View(func(tx store.Tx) error {
 		var err error
 		p, err = tx.Policy(id)
 		return err
@@ -508,7 +508,7 @@ func (s *Server) handleDevicePolicyDevices(w http.ResponseWriter, r *http.Reques
 		return errorf(http.StatusForbidden, "device policies: directlyConnectedOwner is %q, expected the caller %q", owner, d.EndpointID)
 	}
 	out := collection[deviceRef]{Items: []deviceRef{}}
-	err = s.store.View(func(tx *store.Tx) error {
+	err = s.store.View(func(tx store.Tx) error {
 		p, err := tx.Policy(id)
 		if err != nil {
 			return policyNotFound(err, id)

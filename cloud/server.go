@@ -33,7 +33,7 @@ const MaxPollTimeout = 60 * time.Second
 type Server struct {
 	cfg        Config
 	log        *slog.Logger
-	store      *store.Store
+	store      store.Store
 	tokens     *auth.Tokens
 	storageKey []byte
 	objectsDir string
@@ -63,12 +63,16 @@ func Open(cfg Config) (*Server, error) {
 	if err := os.MkdirAll(objects, 0o700); err != nil {
 		return nil, fmt.Errorf("open cloud: create data directory: %w", err)
 	}
-	st, err := store.Open(filepath.Join(cfg.DataDir, "cloud.db"), store.Options{})
-	if err != nil {
-		return nil, fmt.Errorf("open cloud: %w", err)
+	st := cfg.Store
+	if st == nil {
+		bolt, err := store.Open(filepath.Join(cfg.DataDir, "cloud.db"), store.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("open cloud: %w", err)
+		}
+		st = bolt
 	}
 	var tokenKey, storageKey []byte
-	err = st.Update(func(tx *store.Tx) error {
+	err := st.Update(func(tx store.Tx) error {
 		var err error
 		if tokenKey, err = tx.Key("access_token", 32); err != nil {
 			return err

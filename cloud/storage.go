@@ -195,7 +195,7 @@ func (s *Server) handleObjectPut(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	var old string
-	err = s.store.Update(func(tx *store.Tx) error {
+	err = s.store.Update(func(tx store.Tx) error {
 		old = ""
 		if prev, err := tx.Object(path); err == nil {
 			old = prev.File
@@ -225,7 +225,7 @@ func (s *Server) handleObjectGet(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var obj *store.Object
-	err := s.store.View(func(tx *store.Tx) error {
+	err := s.store.View(func(tx store.Tx) error {
 		var err error
 		obj, err = tx.Object(path)
 		return err

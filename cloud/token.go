@@ -99,7 +99,7 @@ func (s *Server) verifyAssertion(op string, a *auth.Assertion, remote string) (*
 		return errorf(status, "%s: %s", op, msg)
 	}
 	var d *store.Device
-	err := s.store.View(func(tx *store.Tx) error {
+	err := s.store.View(func(tx store.Tx) error {
 		var err error
 		d, err = tx.Device(a.Subject)
 		return err
@@ -158,7 +158,7 @@ func (s *Server) authDevice(r *http.Request, scope string) (*store.Device, error
 		return nil, errorf(http.StatusForbidden, "access token has scope %q, expected %q for %s", tok.Scope, scope, r.URL.Path)
 	}
 	var d *store.Device
-	err = s.store.View(func(tx *store.Tx) error {
+	err = s.store.View(func(tx store.Tx) error {
 		d, err = tx.Device(tok.Subject)
 		return err
 	})

@@ -66,6 +66,8 @@ type cloud struct {
 	dir   string
 	addr  string // host:port it listens on
 	clock *skewClock
+	// storeURL and storeSchema, when set, keep the records in PostgreSQL.
+	storeURL, storeSchema string
 }
 
 // startCloud starts a cloud with a fresh data directory and a skewClock.
@@ -90,6 +92,7 @@ func (c *cloud) start(t testing.TB) {
 	t.Helper()
 	inst, err := launch.Start(t.Context(), launch.Options{
 		DataDir: c.dir, Listen: c.addr, KDFIterations: kdf, Now: c.clock.Now,
+		StoreURL: c.storeURL, StoreSchema: c.storeSchema,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -24,6 +24,7 @@ import (
 	"github.com/iotnode/iotnode/cloud/client"
 	"github.com/iotnode/iotnode/cloud/mqttbroker"
 	"github.com/iotnode/iotnode/cloud/pki"
+	"github.com/iotnode/iotnode/cloud/store/pgstore"
 )
 
 // DefaultListen is the address a cloud listens on when Options.Listen is empty.
@@ -72,6 +73,11 @@ type Options struct {
 	// files made with transport "mqtt". Empty: mqtts://HOST:PORT of
 	// MQTTListen (HOST as for PublicURL), or MQTTBroker without credentials.
 	MQTTPublicURL string
+	// StoreURL, when set, keeps the cloud's records in PostgreSQL
+	// (postgres://USER@HOST:PORT/DB?sslmode=...) instead of the embedded
+	// bbolt file in DataDir; stored objects stay in DataDir. StoreSchema is
+	// the PostgreSQL schema it uses (default "iotcloud").
+	StoreURL, StoreSchema string
 	// Logger receives the cloud's logs (nothing is logged when nil).
 	Logger *slog.Logger
 	// Now is the clock (time.Now).
@@ -95,6 +101,12 @@ func (o Options) Validate() error {
 		if _, port, err := net.SplitHostPort(o.Listen); err != nil || port == "" {
 			errs = append(errs, fmt.Errorf("listen address %q: expected HOST:PORT such as 127.0.0.1:8443 (port 0 picks a free port)", o.Listen))
 		}
+	}
+	if o.StoreURL != "" && !strings.HasPrefix(o.StoreURL, "postgres://") && !strings.HasPrefix(o.StoreURL, "postgresql://") {
+		errs = append(errs, errors.New("store: the URL must start with postgres:// or postgresql:// (leave it empty for the embedded store in the data directory)"))
+	}
+	if o.StoreSchema != "" && o.StoreURL == "" {
+		errs = append(errs, errors.New("store schema: given without a PostgreSQL store URL"))
 	}
 	if o.MQTTListen != "" && o.MQTTBroker != "" {
 		errs = append(errs, errors.New("mqtt: both an embedded broker address and an external broker URL given, expected one at most (the cloud runs its own broker or uses another)"))
@@ -289,8 +301,20 @@ func Start(ctx context.Context, o Options) (*Instance, error) {
 	if bundle != nil {
 		cfg.TrustAnchors = [][]byte{bundle.CACertDER}
 	}
+	if o.StoreURL != "" {
+		pg, err := pgstore.Open(ctx, o.StoreURL, pgstore.Options{Schema: o.StoreSchema})
+		if err != nil {
+			closeListeners()
+			return nil, fmt.Errorf("start iotcloud: %w", err)
+		}
+		cfg.Store = pg // the cloud closes it
+		logger.Info("store", "store", pg.String())
+	}
 	inst.cloud, err = cloud.Open(cfg)
 	if err != nil {
+		if cfg.Store != nil {
+			cfg.Store.Close()
+		}
 		closeListeners()
 		return nil, fmt.Errorf("start iotcloud: %w", err)
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/iotnode/iotnode/domain/trust"
 )
 
-func TestMQTTOptionsErrors(t *testing.T) {
+func TestOptionsErrors(t *testing.T) {
 	tests := []struct {
 		name string
 		o    Options
@@ -45,6 +45,16 @@ func TestMQTTOptionsErrors(t *testing.T) {
 			name: "public url with another scheme",
 			o:    Options{MQTTListen: "127.0.0.1:0", MQTTPublicURL: "https://iot.example.com"},
 			want: `mqtt public url "https://iot.example.com": expected mqtts://HOST[:PORT]`,
+		},
+		{
+			name: "store that is not postgres",
+			o:    Options{StoreURL: "mysql://127.0.0.1/x"},
+			want: "store: the URL must start with postgres:// or postgresql:// (leave it empty for the embedded store in the data directory)",
+		},
+		{
+			name: "store schema without a store",
+			o:    Options{StoreSchema: "iot"},
+			want: "store schema: given without a PostgreSQL store URL",
 		},
 	}
 	for _, tt := range tests {

@@ -19,7 +19,7 @@ func BenchmarkAppend100(b *testing.B) {
 	n := 0
 	now := time.Now()
 	for b.Loop() {
-		err := s.Batch(func(tx *Tx) error {
+		err := s.Batch(func(tx Tx) error {
 			for range 100 {
 				n++
 				id := fmt.Sprint("c-", n)

@@ -26,7 +26,7 @@ type Device struct {
 // PutDevice inserts or replaces d (keyed by d.ID) and keeps the hardware-id
 // and endpoint-id indexes. It returns an error wrapping ErrExists when another
 // device already has d's hardware id or endpoint id.
-func (t *Tx) PutDevice(d *Device) error {
+func (t *boltTx) PutDevice(d *Device) error {
 	if d.ID == "" {
 		return fmt.Errorf("put device: empty id")
 	}
@@ -76,7 +76,7 @@ func (t *Tx) PutDevice(d *Device) error {
 
 // Device returns the device whose activation id or endpoint id is id, or an
 // error wrapping ErrNotFound.
-func (t *Tx) Device(id string) (*Device, error) {
+func (t *boltTx) Device(id string) (*Device, error) {
 	key := []byte(id)
 	if v := t.b(bucketDevices).Get(key); v == nil {
 		if alt := t.b(bucketDevEP).Get(key); alt != nil {
@@ -96,7 +96,7 @@ func (t *Tx) Device(id string) (*Device, error) {
 
 // DeviceByHardwareID returns the device registered with hardware id hw, or an
 // error wrapping ErrNotFound.
-func (t *Tx) DeviceByHardwareID(hw string) (*Device, error) {
+func (t *boltTx) DeviceByHardwareID(hw string) (*Device, error) {
 	id := t.b(bucketDevHW).Get([]byte(hw))
 	if id == nil {
 		return nil, fmt.Errorf("device with hardware id %q: %w", hw, ErrNotFound)
@@ -105,7 +105,7 @@ func (t *Tx) DeviceByHardwareID(hw string) (*Device, error) {
 }
 
 // Devices returns every device, ordered by id.
-func (t *Tx) Devices() ([]*Device, error) {
+func (t *boltTx) Devices() ([]*Device, error) {
 	var out []*Device
 	err := t.b(bucketDevices).ForEach(func(k, v []byte) error {
 		var d Device

@@ -43,7 +43,7 @@ var ErrCursorAhead = errors.New("cursor is beyond the newest message")
 // AppendMessage stores m and sets m.Seq. If m.Received is earlier than the
 // last stored message's receive time, it is raised to it (a clock that
 // stepped back never reorders messages).
-func (t *Tx) AppendMessage(m *Message) error {
+func (t *boltTx) AppendMessage(m *Message) error {
 	meta, msgs := t.b(bucketMeta), t.b(bucketMsgs)
 	if last := meta.Get(metaMsgLast); last != nil {
 		if l := int64(binary.BigEndian.Uint64(last)); m.Received < l {
@@ -73,7 +73,7 @@ func (t *Tx) AppendMessage(m *Message) error {
 	return t.addCount(1)
 }
 
-func (t *Tx) addCount(d int64) error {
+func (t *boltTx) addCount(d int64) error {
 	n := int64(t.MessageCount()) + d
 	if n < 0 {
 		n = 0
@@ -84,10 +84,10 @@ func (t *Tx) addCount(d int64) error {
 // LastMessageSeq is the sequence number of the newest message the store ever
 // kept (pruned or not), 0 if none. Messages committed after this transaction
 // began get larger numbers.
-func (t *Tx) LastMessageSeq() uint64 { return t.b(bucketMsgs).Sequence() }
+func (t *boltTx) LastMessageSeq() uint64 { return t.b(bucketMsgs).Sequence() }
 
 // MessageCount is the number of stored messages.
-func (t *Tx) MessageCount() int {
+func (t *boltTx) MessageCount() int {
 	v := t.b(bucketMeta).Get(metaMsgCount)
 	if len(v) != 8 {
 		return 0
@@ -99,7 +99,7 @@ func (t *Tx) MessageCount() int {
 // (0 = no cap) or while they were received before cutoff (epoch ms; 0 = no
 // age limit), deleting at most budget messages so that one call is bounded.
 // It returns how many it deleted.
-func (t *Tx) PruneMessages(cutoff int64, max, budget int) (int, error) {
+func (t *boltTx) PruneMessages(cutoff int64, max, budget int) (int, error) {
 	msgs := t.b(bucketMsgs)
 	count := t.MessageCount()
 	var doomed [][]byte
@@ -178,7 +178,7 @@ type Query struct {
 // receive millisecond, so paging with After = the last Seq returned sees
 // every message once. Errors: ErrCursorAhead (wrapped) when q.After is
 // beyond LastMessageSeq, or a corrupt store.
-func (t *Tx) Messages(q Query) ([]Message, bool, error) {
+func (t *boltTx) Messages(q Query) ([]Message, bool, error) {
 	if q.Limit <= 0 {
 		return nil, false, fmt.Errorf("query messages: limit %d, expected > 0", q.Limit)
 	}
@@ -286,7 +286,7 @@ func (t *Tx) Messages(q Query) ([]Message, bool, error) {
 // above after exactly when received(F) <= t. That costs one B+tree seek per
 // halving of the stored time span (about 40 for a year of milliseconds) and
 // needs no index by sequence number, which would cost every append a write.
-func (t *Tx) afterTail(after uint64) (tail []byte, ok bool) {
+func (t *boltTx) afterTail(after uint64) (tail []byte, ok bool) {
 	c := t.b(bucketMsgs).Cursor()
 	first, _ := c.First()
 	last, _ := c.Last()
@@ -329,13 +329,13 @@ func dedupKey(source, clientID string) []byte {
 }
 
 // Seen reports whether (source, clientID) was remembered with an expiry after now.
-func (t *Tx) Seen(source, clientID string, now time.Time) bool {
+func (t *boltTx) Seen(source, clientID string, now time.Time) bool {
 	v := t.b(bucketDedup).Get(dedupKey(source, clientID))
 	return len(v) == 8 && int64(binary.BigEndian.Uint64(v)) > now.UnixMilli()
 }
 
 // Remember records (source, clientID) until the time until.
-func (t *Tx) Remember(source, clientID string, until time.Time) error {
+func (t *boltTx) Remember(source, clientID string, until time.Time) error {
 	k := dedupKey(source, clientID)
 	d, byExp := t.b(bucketDedup), t.b(bucketDedupExp)
 	if old := d.Get(k); len(old) == 8 {
@@ -352,7 +352,7 @@ func (t *Tx) Remember(source, clientID string, until time.Time) error {
 
 // PruneDedup forgets at most budget keys that expired at or before now and
 // returns how many it forgot.
-func (t *Tx) PruneDedup(now time.Time, budget int) (int, error) {
+func (t *boltTx) PruneDedup(now time.Time, budget int) (int, error) {
 	d, byExp := t.b(bucketDedup), t.b(bucketDedupExp)
 	var doomed [][]byte
 	c := byExp.Cursor()

@@ -7,7 +7,7 @@ import (
 )
 
 // PutModel stores the device model JSON raw under urn (replacing any).
-func (t *Tx) PutModel(urn string, raw []byte) error {
+func (t *boltTx) PutModel(urn string, raw []byte) error {
 	if urn == "" {
 		return fmt.Errorf("put model: empty urn")
 	}
@@ -18,7 +18,7 @@ func (t *Tx) PutModel(urn string, raw []byte) error {
 }
 
 // Model returns the JSON of the model urn, or an error wrapping ErrNotFound.
-func (t *Tx) Model(urn string) ([]byte, error) {
+func (t *boltTx) Model(urn string) ([]byte, error) {
 	v := t.b(bucketModels).Get([]byte(urn))
 	if v == nil {
 		return nil, fmt.Errorf("device model %q: %w", urn, ErrNotFound)
@@ -27,7 +27,7 @@ func (t *Tx) Model(urn string) ([]byte, error) {
 }
 
 // Models returns the JSON of every model, ordered by URN.
-func (t *Tx) Models() ([][]byte, error) {
+func (t *boltTx) Models() ([][]byte, error) {
 	var out [][]byte
 	err := t.b(bucketModels).ForEach(func(_, v []byte) error {
 		out = append(out, append([]byte(nil), v...))
@@ -74,7 +74,7 @@ func (p *Policy) Applies(endpointID string, models []string) bool {
 }
 
 // PutPolicy inserts or replaces p.
-func (t *Tx) PutPolicy(p *Policy) error {
+func (t *boltTx) PutPolicy(p *Policy) error {
 	if p.ID == "" {
 		return fmt.Errorf("put policy: empty id")
 	}
@@ -85,7 +85,7 @@ func (t *Tx) PutPolicy(p *Policy) error {
 }
 
 // Policy returns the policy id, or an error wrapping ErrNotFound.
-func (t *Tx) Policy(id string) (*Policy, error) {
+func (t *boltTx) Policy(id string) (*Policy, error) {
 	var p Policy
 	found, err := getJSON(t.b(bucketPolicies), []byte(id), &p)
 	if err != nil {
@@ -98,7 +98,7 @@ func (t *Tx) Policy(id string) (*Policy, error) {
 }
 
 // Policies returns every policy, ordered by id.
-func (t *Tx) Policies() ([]*Policy, error) {
+func (t *boltTx) Policies() ([]*Policy, error) {
 	var out []*Policy
 	err := t.b(bucketPolicies).ForEach(func(k, v []byte) error {
 		var p Policy
@@ -113,7 +113,7 @@ func (t *Tx) Policies() ([]*Policy, error) {
 }
 
 // DeletePolicy deletes the policy id, or returns an error wrapping ErrNotFound.
-func (t *Tx) DeletePolicy(id string) error {
+func (t *boltTx) DeletePolicy(id string) error {
 	b := t.b(bucketPolicies)
 	if b.Get([]byte(id)) == nil {
 		return fmt.Errorf("device policy %q: %w", id, ErrNotFound)
@@ -131,7 +131,7 @@ func attrKey(endpointID, urn string) []byte { return lp(lp(nil, endpointID), urn
 
 // MergeAttributes sets the given values (keeping the others) for the device
 // endpointID and model urn.
-func (t *Tx) MergeAttributes(endpointID, urn string, values map[string]json.RawMessage, at int64) error {
+func (t *boltTx) MergeAttributes(endpointID, urn string, values map[string]json.RawMessage, at int64) error {
 	a, err := t.Attributes(endpointID, urn)
 	if err != nil {
 		return err
@@ -149,7 +149,7 @@ func (t *Tx) MergeAttributes(endpointID, urn string, values map[string]json.RawM
 }
 
 // Attributes returns the last-known values (an empty set when none is known).
-func (t *Tx) Attributes(endpointID, urn string) (*Attributes, error) {
+func (t *boltTx) Attributes(endpointID, urn string) (*Attributes, error) {
 	a := &Attributes{}
 	if _, err := getJSON(t.b(bucketAttributes), attrKey(endpointID, urn), a); err != nil {
 		return nil, fmt.Errorf("attributes of %s %s: %w", endpointID, urn, err)
@@ -172,7 +172,7 @@ type Object struct {
 }
 
 // PutObject inserts or replaces the metadata of o.
-func (t *Tx) PutObject(o *Object) error {
+func (t *boltTx) PutObject(o *Object) error {
 	if err := putJSON(t.b(bucketObjects), []byte(o.Path), o); err != nil {
 		return fmt.Errorf("put object %s: %w", o.Path, err)
 	}
@@ -180,7 +180,7 @@ func (t *Tx) PutObject(o *Object) error {
 }
 
 // Object returns the metadata of the object at path, or an error wrapping ErrNotFound.
-func (t *Tx) Object(path string) (*Object, error) {
+func (t *boltTx) Object(path string) (*Object, error) {
 	var o Object
 	found, err := getJSON(t.b(bucketObjects), []byte(path), &o)
 	if err != nil {

@@ -43,7 +43,7 @@ type Response struct {
 // queue key: lp(routeTo) seq(8) -> request id.
 
 // EnqueueRequest stores r with status PENDING at the end of r.RouteTo's queue.
-func (t *Tx) EnqueueRequest(r *Request) error {
+func (t *boltTx) EnqueueRequest(r *Request) error {
 	if r.ID == "" || r.RouteTo == "" {
 		return fmt.Errorf("enqueue request: id %q and route %q must not be empty", r.ID, r.RouteTo)
 	}
@@ -67,7 +67,7 @@ func queueKey(routeTo string, seq uint64) []byte {
 }
 
 // Request returns the request with that id, or an error wrapping ErrNotFound.
-func (t *Tx) Request(id string) (*Request, error) {
+func (t *boltTx) Request(id string) (*Request, error) {
 	var r Request
 	found, err := getJSON(t.b(bucketRequests), []byte(id), &r)
 	if err != nil {
@@ -81,7 +81,7 @@ func (t *Tx) Request(id string) (*Request, error) {
 
 // PutRequest replaces the stored request r. A request whose status is no
 // longer PENDING leaves its queue.
-func (t *Tx) PutRequest(r *Request) error {
+func (t *boltTx) PutRequest(r *Request) error {
 	if r.Status != RequestPending {
 		if err := t.b(bucketQueue).Delete(queueKey(r.RouteTo, r.Seq)); err != nil {
 			return err
@@ -94,7 +94,7 @@ func (t *Tx) PutRequest(r *Request) error {
 }
 
 // Queued reports whether any request waits in routeTo's queue.
-func (t *Tx) Queued(routeTo string) bool {
+func (t *boltTx) Queued(routeTo string) bool {
 	prefix := lp(nil, routeTo)
 	k, _ := t.b(bucketQueue).Cursor().Seek(prefix)
 	return k != nil && bytes.HasPrefix(k, prefix)
@@ -104,7 +104,7 @@ func (t *Tx) Queued(routeTo string) bool {
 // (Expires <= now) is marked EXPIRED and skipped. For the others it calls fit:
 // true marks the request DELIVERED and takes it out of the queue, false stops
 // the walk (the request stays first in line). It returns the taken requests.
-func (t *Tx) TakeRequests(routeTo string, now int64, fit func(*Request) bool) ([]*Request, error) {
+func (t *boltTx) TakeRequests(routeTo string, now int64, fit func(*Request) bool) ([]*Request, error) {
 	prefix := lp(nil, routeTo)
 	var ids [][]byte
 	c := t.b(bucketQueue).Cursor()

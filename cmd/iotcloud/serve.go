@@ -16,7 +16,7 @@ import (
 func serveCommand() *command {
 	return &command{
 		name:    "serve",
-		flags:   "--data DIR [--listen HOST:PORT] [--hostname NAME]... [--mqtt-listen HOST:PORT | --mqtt-broker URL] [--insecure-http]",
+		flags:   "--data DIR [--listen HOST:PORT] [--hostname NAME]... [--mqtt-listen HOST:PORT | --mqtt-broker URL] [--store URL] [--insecure-http]",
 		summary: "Run the cloud: device and enterprise APIs over HTTPS, devices over MQTT too if asked",
 		help: `
 On first start serve creates DIR with its own CA (DIR/ca.pem), a server
@@ -58,6 +58,7 @@ type serveCmd struct {
 	hostnames                   stringList
 	insecure                    bool
 	logLevel, logFormat         string
+	storeURL, storeSchema       string
 	retention, requestTTL, wait time.Duration
 	maxMessages                 int
 
@@ -74,6 +75,8 @@ func (s *serveCmd) flags(fs *flag.FlagSet) {
 	fs.StringVar(&s.mqttListen, "mqtt-listen", "", "also serve devices over MQTT with an embedded broker on `HOST:PORT` (TLS; 8883 is MQTT's port), port 0 picks a free port")
 	fs.StringVar(&s.mqttBroker, "mqtt-broker", "", "also serve devices over MQTT through the existing broker at `URL` (mqtt://HOST:PORT or mqtts://...), instead of --mqtt-listen")
 	fs.StringVar(&s.mqttPublicURL, "mqtt-public-url", "", "`URL` devices use to reach the MQTT broker (default: from --mqtt-listen, or --mqtt-broker)")
+	fs.StringVar(&s.storeURL, "store", "", "keep the cloud's records in PostgreSQL at `URL` (postgres://USER@HOST:PORT/DB?sslmode=disable) instead of DIR/cloud.db; stored objects stay in DIR")
+	fs.StringVar(&s.storeSchema, "store-schema", "", "the PostgreSQL `SCHEMA` of --store (default iotcloud)")
 	fs.BoolVar(&s.insecure, "insecure-http", false, "serve plain HTTP (and plain MQTT) without TLS, for local experiments only")
 	fs.StringVar(&s.logLevel, "log-level", "info", "`LEVEL`: debug, info, warn or error")
 	fs.StringVar(&s.logFormat, "log-format", "text", "`FORMAT`: text or json")
@@ -106,6 +109,9 @@ func (s *serveCmd) validate() error {
 	}
 	if s.mqttPublicURL != "" && s.mqttListen == "" && s.mqttBroker == "" {
 		return usagef("serve", "--mqtt-public-url needs --mqtt-listen or --mqtt-broker")
+	}
+	if s.storeSchema != "" && s.storeURL == "" {
+		return usagef("serve", "--store-schema needs --store")
 	}
 	if s.maxMessages < 0 {
 		return usagef("serve", "--max-messages %d: expected a positive number", s.maxMessages)
@@ -148,6 +154,8 @@ func (s *serveCmd) Open(ctx context.Context, m *Main) error {
 		MQTTListen:       s.mqttListen,
 		MQTTBroker:       s.mqttBroker,
 		MQTTPublicURL:    s.mqttPublicURL,
+		StoreURL:         s.storeURL,
+		StoreSchema:      s.storeSchema,
 		InsecureHTTP:     s.insecure,
 		Logger:           s.log,
 		Now:              m.Now,

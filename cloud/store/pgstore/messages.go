@@ -33,6 +33,9 @@ func (t *Tx) loadMeta() (*metaRow, error) {
 
 // flush writes the meta row back if the transaction changed it.
 func (t *Tx) flush() error {
+	if err := t.send(); err != nil {
+		return err
+	}
 	if !t.metaDirty {
 		return nil
 	}
@@ -71,10 +74,10 @@ func (t *Tx) AppendMessage(m *store.Message) error {
 		raw = []byte("null")
 	}
 	seq := meta.messageSeq + 1
-	if _, err := t.exec(`INSERT INTO {s}.messages (seq, received, source, type, raw) VALUES ($1, $2, $3, $4, $5)`,
-		seq, m.Received, []byte(m.Source), []byte(m.Type), raw); err != nil {
-		return fmt.Errorf("append message: %w", err)
-	}
+	// Queued: it goes with the next statement or at commit, whose error
+	// fails the transaction.
+	t.queue(`INSERT INTO {s}.messages (seq, received, source, type, raw) VALUES ($1, $2, $3, $4, $5)`,
+		seq, m.Received, []byte(m.Source), []byte(m.Type), raw)
 	meta.messageSeq, meta.lastReceived = seq, m.Received
 	meta.messageCount++
 	t.metaDirty = true
@@ -234,8 +237,13 @@ func (t *Tx) Messages(q store.Query) ([]store.Message, bool, error) {
 
 // Seen reports whether (source, clientID) was remembered with an expiry after now.
 func (t *Tx) Seen(source, clientID string, now time.Time) bool {
+	if exp, ok := t.remembered[source+"\x00"+clientID]; ok && exp > now.UnixMilli() {
+		return true
+	}
+	// Without sending the queue: its only dedup writes are in remembered,
+	// and a queued one that is not can only extend an expiry.
 	var seen bool
-	err := t.queryRow(`SELECT EXISTS (SELECT 1 FROM {s}.dedup WHERE source = $1 AND client_id = $2 AND expires > $3)`,
+	err := t.tx.QueryRow(t.ctx, t.sql(`SELECT EXISTS (SELECT 1 FROM {s}.dedup WHERE source = $1 AND client_id = $2 AND expires > $3)`),
 		[]byte(source), []byte(clientID), now.UnixMilli()).Scan(&seen)
 	if err != nil {
 		t.fail(fmt.Errorf("check client id: %w", err))
@@ -246,12 +254,13 @@ func (t *Tx) Seen(source, clientID string, now time.Time) bool {
 
 // Remember records (source, clientID) until the time until.
 func (t *Tx) Remember(source, clientID string, until time.Time) error {
-	_, err := t.exec(`INSERT INTO {s}.dedup (source, client_id, expires) VALUES ($1, $2, $3)
+	t.queue(`INSERT INTO {s}.dedup (source, client_id, expires) VALUES ($1, $2, $3)
 		ON CONFLICT (source, client_id) DO UPDATE SET expires = EXCLUDED.expires`,
 		[]byte(source), []byte(clientID), until.UnixMilli())
-	if err != nil {
-		return fmt.Errorf("remember client id: %w", err)
+	if t.remembered == nil {
+		t.remembered = map[string]int64{}
 	}
+	t.remembered[source+"\x00"+clientID] = until.UnixMilli()
 	return nil
 }
 

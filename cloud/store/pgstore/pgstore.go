@@ -232,22 +232,70 @@ type Tx struct {
 	// commit when dirty.
 	meta      *metaRow
 	metaDirty bool
+	// pending are the writes of the hot path (AppendMessage, Remember)
+	// queued to go in one round trip: before any other statement, and at
+	// commit. remembered are the client ids Remember queued, which Seen
+	// reads without sending the queue (no other queued write touches the
+	// dedup table).
+	pending    pgx.Batch
+	remembered map[string]int64 // source "\x00" client id -> expiry, ms
 }
 
 // sql returns q with "{s}." naming the store's schema.
 func (t *Tx) sql(q string) string { return strings.ReplaceAll(q, "{s}.", t.s.schema+".") }
 
+// queue adds a write to the pending ones.
+func (t *Tx) queue(q string, args ...any) { t.pending.Queue(t.sql(q), args...) }
+
+// send sends the pending writes in one round trip.
+func (t *Tx) send() error {
+	n := t.pending.Len()
+	if n == 0 {
+		return nil
+	}
+	b := t.pending // the results are read against it
+	t.pending, t.remembered = pgx.Batch{}, nil
+	br := t.tx.SendBatch(t.ctx, &b)
+	var err error
+	for range n {
+		if _, err = br.Exec(); err != nil {
+			break
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write the queued records: %w", err)
+	}
+	return nil
+}
+
 func (t *Tx) exec(q string, args ...any) (pgconn.CommandTag, error) {
+	if err := t.send(); err != nil {
+		return pgconn.CommandTag{}, err
+	}
 	return t.tx.Exec(t.ctx, t.sql(q), args...)
 }
 
 func (t *Tx) query(q string, args ...any) (pgx.Rows, error) {
+	if err := t.send(); err != nil {
+		return nil, err
+	}
 	return t.tx.Query(t.ctx, t.sql(q), args...)
 }
 
 func (t *Tx) queryRow(q string, args ...any) pgx.Row {
+	if err := t.send(); err != nil {
+		return errRow{err}
+	}
 	return t.tx.QueryRow(t.ctx, t.sql(q), args...)
 }
+
+// errRow is a pgx.Row whose Scan fails with err.
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 // fail records the first error of a method that cannot return one.
 func (t *Tx) fail(err error) {

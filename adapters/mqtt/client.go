@@ -37,6 +37,11 @@ const (
 	// MaxAnswerBytes is the largest packet the client accepts (the MQTT 5
 	// Maximum Packet Size it announces); the broker drops larger ones.
 	MaxAnswerBytes = 4 << 20
+	// DefaultPresenceRefresh is how often an idle receiver publishes its
+	// unchanged acceptBytes again (Config.PresenceRefresh): well under the
+	// 10 minutes a bridged cloud counts a device as present after each of
+	// its publishes (docs/mqtt.md, mqttbroker.BridgePresence).
+	DefaultPresenceRefresh = 4 * time.Minute
 
 	// defaultPortTLS and defaultPortPlain are the ports of a server URI
 	// without one.
@@ -82,6 +87,16 @@ type Config struct {
 	// that no Exchange has returned yet; beyond it the oldest are dropped
 	// (and logged). 0 means DefaultPushBuffer.
 	PushBuffer int
+	// PresenceRefresh is how long an unchanged acceptBytes stays published:
+	// an Exchange without messages (the receiver's poll) publishes it again
+	// when it was last published at least this long ago, by Clock. Through
+	// a bridge the cloud counts a device as present, and pushes requests to
+	// it, only for 10 minutes after each of its publishes (docs/mqtt.md),
+	// so an idle device must publish now and then. It is checked when each
+	// such Exchange begins, so a long-poll wait should stay well under 10
+	// minutes minus this. 0 means DefaultPresenceRefresh; a negative value
+	// never republishes (only a change or a new connection publishes).
+	PresenceRefresh time.Duration
 }
 
 // Validate reports every problem of the configuration at once.
@@ -132,6 +147,7 @@ type Client struct {
 	osVersion      string
 	allowDrafts    bool
 	pushLimit      int
+	refresh        time.Duration // Config.PresenceRefresh; <= 0: never
 
 	// connecting holds one slot: one connection attempt at a time, and
 	// waiting for it honours the caller's context. Close takes it to wait
@@ -199,6 +215,7 @@ func New(cfg Config) (*Client, error) {
 		osVersion:      cfg.OSVersion,
 		allowDrafts:    cfg.AllowDraftModels,
 		pushLimit:      cmp.Or(cfg.PushBuffer, DefaultPushBuffer),
+		refresh:        cmp.Or(cfg.PresenceRefresh, DefaultPresenceRefresh),
 		connecting:     make(chan struct{}, 1),
 		closing:        make(chan struct{}),
 		pending:        map[string]*waiter{},

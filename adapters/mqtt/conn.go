@@ -95,9 +95,11 @@ type conn struct {
 	done <-chan struct{} // closed when the connection has ended
 
 	// acceptMu orders acceptBytes publishes; accept is the last value
-	// published on this connection (0: none yet).
+	// published on this connection (0: none yet), acceptAt when (by
+	// Client.clock, just before the publish).
 	acceptMu sync.Mutex
 	accept   int
+	acceptAt time.Time
 }
 
 func (cn *conn) alive() bool {

@@ -58,7 +58,10 @@
 //     PUBACK is awaited: the cloud answers it only when a request is larger
 //     (min-accept-bytes). It is published per connection, when it differs
 //     from the last value published on that connection; 0 publishes
-//     nothing (the transmitter passes 0: no opinion).
+//     nothing (the transmitter passes 0: no opinion). The receiver's poll
+//     also republishes an unchanged value every
+//     Config.PresenceRefresh (4 minutes), so that a bridged cloud, which
+//     sees no connections, keeps counting an idle device as present.
 //   - A min-accept-bytes notice makes the next poll (Exchange without
 //     messages) fail with a transient error naming the size needed, as the
 //     HTTPS transport does with X-min-acceptBytes.

@@ -20,7 +20,10 @@ import (
 //   - acceptBytes > 0 that differs from the last value published on this
 //     connection is published first on messages/acceptBytes (4-byte big
 //     endian, QoS 1); the cloud pushes requests only while they fit. 0 (the
-//     transmitter's "no opinion") publishes nothing.
+//     transmitter's "no opinion") publishes nothing. An unchanged value is
+//     published again, to keep the device present through a bridge, by an
+//     Exchange without msgs (the receiver's poll, with or without wait)
+//     once Config.PresenceRefresh has passed since it was last published.
 //   - With msgs, the compact JSON array is published on messages with fresh
 //     correlation data, and the call returns when the answer with that
 //     correlation data came: a nil error means the cloud stored every
@@ -67,7 +70,8 @@ func (c *Client) Exchange(ctx context.Context, msgs []message.Message, acceptByt
 		return nil, err
 	}
 	if acceptBytes > 0 {
-		if err := c.offer(ctx, op, cn, acceptBytes); err != nil {
+		// Only the receiver polls (without msgs) with acceptBytes > 0.
+		if err := c.offer(ctx, op, cn, acceptBytes, len(msgs) == 0); err != nil {
 			return nil, err
 		}
 	}
@@ -86,25 +90,33 @@ func (c *Client) Exchange(ctx context.Context, msgs []message.Message, acceptByt
 }
 
 // offer publishes acceptBytes on messages/acceptBytes when it differs from
-// the last value published on cn. The cloud answers it only when a request
-// is larger (a notice, see Client.notice), so only the PUBACK is awaited.
-func (c *Client) offer(ctx context.Context, op string, cn *conn, acceptBytes int) error {
+// the last value published on cn or, with refresh, when that was published
+// Config.PresenceRefresh ago or more (the presence a bridge grants lasts 10
+// minutes after each publish). The cloud answers it only when a request is
+// larger (a notice, see Client.notice), so only the PUBACK is awaited.
+func (c *Client) offer(ctx context.Context, op string, cn *conn, acceptBytes int, refresh bool) error {
 	cn.acceptMu.Lock()
 	defer cn.acceptMu.Unlock()
-	if cn.accept == acceptBytes {
+	now := c.clock.Now()
+	stale := refresh && c.refresh > 0 && now.Sub(cn.acceptAt) >= c.refresh
+	if cn.accept == acceptBytes && !stale {
 		return nil
 	}
 	payload := binary.BigEndian.AppendUint32(nil, uint32(acceptBytes))
-	c.mu.Lock()
-	c.minAccept = 0 // the cloud says again if this is still too small
-	c.mu.Unlock()
+	if cn.accept != acceptBytes {
+		// The cloud says again if this is still too small (once per value:
+		// a refresh keeps the notice).
+		c.mu.Lock()
+		c.minAccept = 0
+		c.mu.Unlock()
+	}
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	if err := c.publish(cctx, ctx, op, cn, &paho.Publish{QoS: 1, Topic: cn.topic(pathAcceptBytes), Payload: payload}); err != nil {
 		return err
 	}
-	c.log.Debug("offered space for requests", slog.Int("accept_bytes", acceptBytes))
-	cn.accept = acceptBytes
+	c.log.Debug("offered space for requests", slog.Int("accept_bytes", acceptBytes), slog.Bool("refresh", cn.accept == acceptBytes))
+	cn.accept, cn.acceptAt = acceptBytes, now
 	return nil
 }
 

@@ -2,6 +2,7 @@ package mqtt_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -197,6 +198,92 @@ func TestPushBuffer(t *testing.T) {
 	in, err := c.Exchange(t.Context(), nil, 0, 0)
 	if got := ids(in); err != nil || !slices.Equal(got, []string{"p-3"}) {
 		t.Errorf("Exchange = %q, %v; want only the newest, p-3", got, err)
+	}
+}
+
+// TestPresenceRefresh: a poll republishes an unchanged acceptBytes once
+// Config.PresenceRefresh has passed since it was last published (by the
+// client's clock), so that a bridged cloud keeps the idle device present; a
+// change publishes at once; a negative PresenceRefresh never republishes.
+func TestPresenceRefresh(t *testing.T) {
+	type step struct {
+		advance time.Duration // of the fake clock, before the call
+		accept  int
+		wait    time.Duration
+		msgs    bool // an Exchange with a message: the transmitter's path
+	}
+	const ms = time.Millisecond
+	tests := []struct {
+		name    string
+		refresh time.Duration
+		steps   []step
+		want    []int // acceptBytes publishes, in order
+	}{
+		{name: "default: republished after 4 minutes, not before", steps: []step{
+			{accept: 5000, wait: ms},
+			{advance: 2 * time.Minute, accept: 5000, wait: ms},
+			{advance: 2*time.Minute - time.Second, accept: 5000, wait: ms},
+			{advance: time.Second, accept: 5000, wait: ms}, // 4 minutes
+			{advance: time.Minute, accept: 5000, wait: ms},
+			{advance: 3 * time.Minute, accept: 5000, wait: ms}, // 4 more
+		}, want: []int{5000, 5000, 5000}},
+		{name: "a poll without wait refreshes too", steps: []step{
+			{accept: 5000},
+			{advance: 4 * time.Minute, accept: 5000},
+		}, want: []int{5000, 5000}},
+		{name: "a change publishes at once and restarts the interval", steps: []step{
+			{accept: 5000, wait: ms},
+			{advance: time.Second, accept: 7000, wait: ms},
+			{advance: 4*time.Minute - time.Second, accept: 7000, wait: ms},
+			{advance: time.Second, accept: 7000, wait: ms},
+		}, want: []int{5000, 7000, 7000}},
+		{name: "custom interval", refresh: time.Minute, steps: []step{
+			{accept: 5000, wait: ms},
+			{advance: 59 * time.Second, accept: 5000, wait: ms},
+			{advance: time.Second, accept: 5000, wait: ms},
+		}, want: []int{5000, 5000}},
+		{name: "negative never republishes", refresh: -1, steps: []step{
+			{accept: 5000, wait: ms},
+			{advance: time.Hour, accept: 5000, wait: ms},
+			{advance: 1, accept: 6000, wait: ms},
+		}, want: []int{5000, 6000}},
+		{name: "a send does not refresh", steps: []step{
+			{accept: 5000, wait: ms},
+			{advance: 5 * time.Minute, accept: 5000, msgs: true},
+		}, want: []int{5000}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fc := newFakeCloud(t, false)
+			c, _ := fc.client(fc.assets(true), func(cfg *mqttadapter.Config) { cfg.PresenceRefresh = tt.refresh })
+			for i, s := range tt.steps {
+				fc.clock.Advance(s.advance)
+				var msgs []message.Message
+				if s.msgs {
+					msgs = []message.Message{dataMessage(fmt.Sprintf("c-%d", i))}
+				}
+				if _, err := c.Exchange(t.Context(), msgs, s.accept, s.wait); err != nil {
+					t.Fatalf("step %d: Exchange(acceptBytes %d): %v", i, s.accept, err)
+				}
+			}
+			// A last, different value marks the end: the publishes of one
+			// connection reach the cloud in order.
+			const end = 99999
+			if _, err := c.Exchange(t.Context(), nil, end, 0); err != nil {
+				t.Fatalf("Exchange(acceptBytes %d): %v", end, err)
+			}
+			offers := func() []int {
+				var got []int
+				for _, p := range fc.published("messages/acceptBytes") {
+					got = append(got, int(binary.BigEndian.Uint32(p.Payload)))
+				}
+				return got
+			}
+			eventually(t, "the last offer", func() bool { return slices.Contains(offers(), end) })
+			if got, want := offers(), append(slices.Clone(tt.want), end); !slices.Equal(got, want) {
+				t.Errorf("acceptBytes publishes = %v, want %v", got, want)
+			}
+		})
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/knadh/koanf/v2"
 
 	"github.com/iotnode/iotnode/adapters/fsstore"
+	"github.com/iotnode/iotnode/device"
 	"github.com/iotnode/iotnode/domain/message"
 	"github.com/iotnode/iotnode/domain/model"
 )
@@ -94,11 +95,12 @@ type Config struct {
 	Delivery string `koanf:"delivery"`
 	// Models are device model files (JSON) to use instead of asking the
 	// cloud; the bindings are checked against them before anything starts.
-	Models  []string       `koanf:"models"`
-	Devices []DeviceConfig `koanf:"devices"`
-	Outbox  OutboxConfig   `koanf:"outbox"`
-	Logging LoggingConfig  `koanf:"logging"`
-	Metrics MetricsConfig  `koanf:"metrics"`
+	Models     []string         `koanf:"models"`
+	Devices    []DeviceConfig   `koanf:"devices"`
+	Outbox     OutboxConfig     `koanf:"outbox"`
+	Dispatcher DispatcherConfig `koanf:"dispatcher"`
+	Logging    LoggingConfig    `koanf:"logging"`
+	Metrics    MetricsConfig    `koanf:"metrics"`
 
 	// file is the config file read, "" when none; relative paths are
 	// resolved against its directory.
@@ -142,6 +144,36 @@ type OutboxConfig struct {
 	// MaxBytes bounds the size of the outbox directory on disk, where the
 	// guaranteed messages wait; 0 is the outbox's default (64 MiB).
 	MaxBytes int64 `koanf:"max_bytes"`
+}
+
+// DispatcherConfig tunes the device library's message dispatcher (the
+// device.With* options named on each field). A nil field is an absent key:
+// the library's default (device.Default*) applies. Validate checks each
+// against the limits the device package enforces, in its words.
+type DispatcherConfig struct {
+	// BatchSize caps the messages sent in one call
+	// (WithMaxMessagesPerConnection), at least 1.
+	BatchSize *int `koanf:"batch_size"`
+	// BatchBytes caps the encoded size of one call's messages
+	// (WithMaxBatchBytes), at least 1024.
+	BatchBytes *int `koanf:"batch_bytes"`
+	// MaxInFlight is how many sends may await the cloud at once
+	// (WithMaxInFlight), at least 1; 1 keeps the outbox's order.
+	MaxInFlight *int `koanf:"max_in_flight"`
+	// BatchDelay is how long the first queued message waits for others
+	// (WithBatchDelay), 0 or more.
+	BatchDelay *time.Duration `koanf:"batch_delay"`
+	// BackoffBase and BackoffCap shape the backoff after a failed exchange
+	// (WithBackoff): base more than 0, cap at least base.
+	BackoffBase *time.Duration `koanf:"backoff_base"`
+	BackoffCap  *time.Duration `koanf:"backoff_cap"`
+	// LongPolling and LongPollTimeout: whether the cloud may hold a poll,
+	// and for how long (WithLongPolling); the timeout more than 0 when on.
+	LongPolling     *bool          `koanf:"long_polling"`
+	LongPollTimeout *time.Duration `koanf:"long_poll_timeout"`
+	// PollingInterval is the wait between polls without long polling
+	// (WithPollingInterval), more than 0.
+	PollingInterval *time.Duration `koanf:"polling_interval"`
 }
 
 // LoggingConfig says what is logged, and how.
@@ -221,7 +253,7 @@ func loadConfig(path string, environ []string, overrides map[string]any) (*Confi
 			return nil, &ConfigError{File: path, Problems: []string{"not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}}
 		}
 	}
-	envKeys := envKeyNames()
+	envKeys, intKeys := envKeyNames()
 	err := k.Load(env.Provider(".", env.Opt{
 		Prefix:      envPrefix,
 		EnvironFunc: func() []string { return environ },
@@ -239,6 +271,13 @@ func loadConfig(path string, environ []string, overrides map[string]any) (*Confi
 				return key, true
 			case "false":
 				return key, false
+			}
+			if intKeys[key] {
+				// A variable is a string; a whole number is what the key
+				// takes. Anything else stays a string, for decode to refuse.
+				if n, err := strconv.ParseInt(value, 10, 64); err == nil {
+					return key, n
+				}
 			}
 			return key, absIfPath(key, value)
 		},
@@ -275,9 +314,11 @@ func absIfPath(key, value string) string {
 }
 
 // envKeyNames maps IOTNODE_<KEY> variable names to the scalar keys they set
-// (lists and maps cannot be set from the environment).
-func envKeyNames() map[string]string {
+// (lists and maps cannot be set from the environment), and tells which of
+// those keys hold whole numbers.
+func envKeyNames() (names map[string]string, ints map[string]bool) {
 	out := map[string]string{}
+	ints = map[string]bool{}
 	var walk func(t reflect.Type, prefix string)
 	walk = func(t reflect.Type, prefix string) {
 		for i := range t.NumField() {
@@ -293,11 +334,19 @@ func envKeyNames() map[string]string {
 			default:
 				key := prefix + tag
 				out[envPrefix+strings.ToUpper(strings.ReplaceAll(key, ".", "__"))] = key
+				t := f.Type
+				if t.Kind() == reflect.Pointer {
+					t = t.Elem()
+				}
+				switch t.Kind() {
+				case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+					ints[key] = t != durationType
+				}
 			}
 		}
 	}
 	walk(reflect.TypeFor[Config](), "")
-	return out
+	return out, ints
 }
 
 // decoderConfig is strict: unknown keys are errors, and no value is
@@ -604,6 +653,7 @@ func (c *Config) Validate(drivers map[string]driver, envPass string) error {
 	if c.Outbox.MaxBytes < 0 {
 		ps.add("outbox.max_bytes", "%d is negative (expected 0 for the default of 64 MiB, or a number of bytes)", c.Outbox.MaxBytes)
 	}
+	c.Dispatcher.validate(&ps)
 	c.validateLogging(&ps)
 	c.validateMetrics(&ps)
 	c.validateDevices(&ps, drivers)
@@ -662,6 +712,63 @@ func readPassphrase(path string) (string, error) {
 		return "", fmt.Errorf("the first line of %s is empty (expected the passphrase)", path)
 	}
 	return line, nil
+}
+
+// minBatchBytes is the device package's floor of WithMaxBatchBytes (not
+// exported by it).
+const minBatchBytes = 1024
+
+// validate checks the dispatcher keys that are set against the limits
+// device.NewDirectlyConnectedDevice enforces, with its texts ("%d, expected
+// at least %d"), so that a bad value is a problem under its key rather than
+// an error of the device at start. An absent key stands for its default in
+// the checks that pair two keys.
+func (d DispatcherConfig) validate(ps *problems) {
+	atLeast := func(key string, n *int, least int) {
+		if n != nil && *n < least {
+			ps.add("dispatcher."+key, "%d, expected at least %d", *n, least)
+		}
+	}
+	positive := func(key string, v *time.Duration) {
+		if v != nil && *v <= 0 {
+			ps.add("dispatcher."+key, "%s, expected more than 0", *v)
+		}
+	}
+	atLeast("batch_size", d.BatchSize, 1)
+	atLeast("batch_bytes", d.BatchBytes, minBatchBytes)
+	atLeast("max_in_flight", d.MaxInFlight, 1)
+	if d.BatchDelay != nil && *d.BatchDelay < 0 {
+		ps.add("dispatcher.batch_delay", "%s, expected 0 or more", *d.BatchDelay)
+	}
+	positive("backoff_base", d.BackoffBase)
+	base, limit := orDefault(d.BackoffBase, device.DefaultBackoffBase), orDefault(d.BackoffCap, device.DefaultBackoffCap)
+	switch {
+	case base <= 0 || limit >= base:
+	case d.BackoffCap != nil:
+		ps.add("dispatcher.backoff_cap", "%s is below backoff_base %s%s, expected at least backoff_base", limit, base, defaultNote(d.BackoffBase))
+	default:
+		ps.add("dispatcher.backoff_base", "%s is above backoff_cap %s (the default), expected at most backoff_cap", base, limit)
+	}
+	if d.LongPolling == nil || *d.LongPolling {
+		positive("long_poll_timeout", d.LongPollTimeout)
+	}
+	positive("polling_interval", d.PollingInterval)
+}
+
+// orDefault is *v, or def when v is nil.
+func orDefault[T any](v *T, def T) T {
+	if v == nil {
+		return def
+	}
+	return *v
+}
+
+// defaultNote marks a value in a problem as a default the user did not set.
+func defaultNote[T any](v *T) string {
+	if v == nil {
+		return " (the default)"
+	}
+	return ""
 }
 
 var logLevels = []string{"debug", "info", "warn", "error"}

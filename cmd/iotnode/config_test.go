@@ -50,7 +50,7 @@ func TestConfigProblems(t *testing.T) {
 			yaml: strings.Replace(validConfig, "    driver: sim\n", "    driver: sim\n    sampling: 5s\n", 1) + "colour: red\n",
 			want: `iotnode run: config DIR/iotnode.yaml has 2 problems:
   devices[0].sampling: unknown key (expected one of actions, bindings, driver, hardware_id, metadata, model, name, offer, sample_interval, settings, writes)
-  colour: unknown key (expected one of data_dir, delivery, devices, logging, metrics, mode, models, outbox, passphrase_file, provisioning_file, transport)
+  colour: unknown key (expected one of data_dir, delivery, devices, dispatcher, logging, metrics, mode, models, outbox, passphrase_file, provisioning_file, transport)
 `,
 		},
 		{
@@ -106,9 +106,9 @@ metrics: {listen: "0.0.0.0:9100"}
 `,
 			env: []string{"IOTNODE_COLOR=blue"},
 			want: `iotnode run: config DIR/iotnode.yaml has 13 problems:
-  environment variable IOTNODE_COLOR: no such setting (expected one of IOTNODE_DATA_DIR, IOTNODE_DELIVERY, IOTNODE_LOGGING__FORMAT, IOTNODE_LOGGING__LEVEL, IOTNODE_METRICS__ALLOW_REMOTE, IOTNODE_METRICS__LISTEN, IOTNODE_MODE, IOTNODE_OUTBOX__MAX_BYTES, IOTNODE_PASSPHRASE_FILE, IOTNODE_PROVISIONING_FILE, IOTNODE_TRANSPORT)
+  environment variable IOTNODE_COLOR: no such setting (expected one of IOTNODE_DATA_DIR, IOTNODE_DELIVERY, IOTNODE_DISPATCHER__BACKOFF_BASE, IOTNODE_DISPATCHER__BACKOFF_CAP, IOTNODE_DISPATCHER__BATCH_BYTES, IOTNODE_DISPATCHER__BATCH_DELAY, IOTNODE_DISPATCHER__BATCH_SIZE, IOTNODE_DISPATCHER__LONG_POLLING, IOTNODE_DISPATCHER__LONG_POLL_TIMEOUT, IOTNODE_DISPATCHER__MAX_IN_FLIGHT, IOTNODE_DISPATCHER__POLLING_INTERVAL, IOTNODE_LOGGING__FORMAT, IOTNODE_LOGGING__LEVEL, IOTNODE_METRICS__ALLOW_REMOTE, IOTNODE_METRICS__LISTEN, IOTNODE_MODE, IOTNODE_OUTBOX__MAX_BYTES, IOTNODE_PASSPHRASE_FILE, IOTNODE_PROVISIONING_FILE, IOTNODE_TRANSPORT)
   devices[0].sample_interval: expected a duration such as 10s or 1m30s, got "fast"
-  colour: unknown key (expected one of data_dir, delivery, devices, logging, metrics, mode, models, outbox, passphrase_file, provisioning_file, transport)
+  colour: unknown key (expected one of data_dir, delivery, devices, dispatcher, logging, metrics, mode, models, outbox, passphrase_file, provisioning_file, transport)
   provisioning_file: DIR/nope.prov does not exist (expected the device's provisioning file)
   passphrase_file: no passphrase: set passphrase_file to a file whose first line is the passphrase, or the environment variable IOTNODE_PASSPHRASE (never a command-line argument)
   logging.level: unknown level "loud" (expected one of debug, info, warn, error)
@@ -144,6 +144,67 @@ metrics: {listen: "0.0.0.0:9100"}
 			yaml: validConfig,
 			env:  []string{"IOTNODE_DELIVERY=GUARANTEED"},
 			want: "iotnode run: config DIR/iotnode.yaml: delivery: unknown delivery \"GUARANTEED\" (expected guaranteed, which keeps every value on disk until the cloud has it, or best_effort, which keeps values in memory only)\n",
+		},
+		{
+			name: "dispatcher values out of range",
+			yaml: validConfig + `dispatcher:
+  batch_size: 0
+  batch_bytes: 512
+  max_in_flight: 0
+  batch_delay: -1ms
+  backoff_base: 0s
+  long_poll_timeout: 0s
+  polling_interval: -3s
+`,
+			want: `iotnode run: config DIR/iotnode.yaml has 7 problems:
+  dispatcher.batch_size: 0, expected at least 1
+  dispatcher.batch_bytes: 512, expected at least 1024
+  dispatcher.max_in_flight: 0, expected at least 1
+  dispatcher.batch_delay: -1ms, expected 0 or more
+  dispatcher.backoff_base: 0s, expected more than 0
+  dispatcher.long_poll_timeout: 0s, expected more than 0
+  dispatcher.polling_interval: -3s, expected more than 0
+`,
+		},
+		{
+			name: "dispatcher backoff_cap below backoff_base",
+			yaml: validConfig + "dispatcher: {backoff_base: 10s, backoff_cap: 5s}\n",
+			want: "iotnode run: config DIR/iotnode.yaml: dispatcher.backoff_cap: 5s is below backoff_base 10s, expected at least backoff_base\n",
+		},
+		{
+			name: "dispatcher backoff_cap below the default base",
+			yaml: validConfig + "dispatcher: {backoff_cap: 500ms}\n",
+			want: "iotnode run: config DIR/iotnode.yaml: dispatcher.backoff_cap: 500ms is below backoff_base 1s (the default), expected at least backoff_base\n",
+		},
+		{
+			name: "dispatcher backoff_base above the default cap",
+			yaml: validConfig + "dispatcher: {backoff_base: 1m}\n",
+			want: "iotnode run: config DIR/iotnode.yaml: dispatcher.backoff_base: 1m0s is above backoff_cap 30s (the default), expected at most backoff_cap\n",
+		},
+		{
+			name: "dispatcher wrong types and unknown key",
+			yaml: validConfig + "dispatcher: {batch_size: 1.5, long_polling: \"yes\", batch_delay: 20, flush_interval: 1s}\n",
+			want: `iotnode run: config DIR/iotnode.yaml has 4 problems:
+  dispatcher.batch_size: expected a whole number, got the number 1.5
+  dispatcher.batch_delay: expected a duration such as 10s or 1m30s, got the number 20
+  dispatcher.long_polling: expected true or false, got the string "yes"
+  dispatcher.flush_interval: unknown key (expected one of backoff_base, backoff_cap, batch_bytes, batch_delay, batch_size, long_poll_timeout, long_polling, max_in_flight, polling_interval)
+`,
+		},
+		{
+			name: "dispatcher numbers from the environment",
+			yaml: validConfig,
+			env:  []string{"IOTNODE_DISPATCHER__MAX_IN_FLIGHT=0", "IOTNODE_DISPATCHER__BATCH_SIZE=many"},
+			want: `iotnode run: config DIR/iotnode.yaml has 2 problems:
+  dispatcher.batch_size: expected a whole number, got the string "many"
+  dispatcher.max_in_flight: 0, expected at least 1
+`,
+		},
+		{
+			name: "dispatcher value from the environment",
+			yaml: validConfig,
+			env:  []string{"IOTNODE_DISPATCHER__POLLING_INTERVAL=0s"},
+			want: "iotnode run: config DIR/iotnode.yaml: dispatcher.polling_interval: 0s, expected more than 0\n",
 		},
 	}
 	for _, tt := range tests {
@@ -258,7 +319,8 @@ func TestExampleConfig(t *testing.T) {
 	}
 	for _, key := range []string{"provisioning_file", "passphrase_file", "data_dir", "transport", "mode", "delivery", "guaranteed", "best_effort", "models", "devices",
 		"hardware_id", "metadata", "driver", "settings", "sample_interval", "offer", "bindings", "writes", "actions",
-		"scale", "offset", "max_bytes", "logging", "levels", "format", "metrics", "listen", "allow_remote", "waveform",
+		"scale", "offset", "max_bytes", "dispatcher", "batch_size", "batch_bytes", "max_in_flight", "batch_delay",
+		"backoff_base", "backoff_cap", "long_polling", "long_poll_timeout", "polling_interval", "logging", "levels", "format", "metrics", "listen", "allow_remote", "waveform",
 		"fail_every", "IOTNODE_PASSPHRASE"} {
 		reference, _, _ := strings.Cut(string(data), "## A complete example")
 		if !strings.Contains(reference, key) {

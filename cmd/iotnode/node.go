@@ -193,11 +193,7 @@ func openNode(cfg *Config, deps nodeDeps) (_ *node, err error) {
 	if ps, ok := n.cloud.(ports.PolicySource); ok {
 		dc.Policies = ps
 	}
-	// Validate accepted cfg.Delivery; data keeps the library's priority (LOW)
-	// so that alerts and responses go first.
-	reliability, _ := dataReliability(cfg.Delivery)
-	opts := append([]device.Option{device.WithCloseTimeout(shutdownGrace), device.WithDataQoS(message.PriorityLow, reliability)},
-		deps.deviceOptions...)
+	opts := deviceOptions(cfg, deps)
 	if cfg.Mode == ModeGateway {
 		n.gateway, err = device.NewGatewayDevice(dc, opts...)
 		if n.gateway != nil {
@@ -210,6 +206,47 @@ func openNode(cfg *Config, deps nodeDeps) (_ *node, err error) {
 		return nil, err
 	}
 	return n, nil
+}
+
+// deviceOptions are the options of the node's device, each overriding the
+// ones before: the node's own (close timeout, data QoS), the config's
+// dispatcher keys that are set, then deps' (tests and the demo).
+func deviceOptions(cfg *Config, deps nodeDeps) []device.Option {
+	// Validate accepted cfg.Delivery; data keeps the library's priority (LOW)
+	// so that alerts and responses go first.
+	reliability, _ := dataReliability(cfg.Delivery)
+	opts := []device.Option{device.WithCloseTimeout(shutdownGrace), device.WithDataQoS(message.PriorityLow, reliability)}
+	opts = append(opts, cfg.Dispatcher.options()...)
+	return append(opts, deps.deviceOptions...)
+}
+
+// options are the device options of the keys that are set; a key of a
+// pair (backoff_base and backoff_cap, long_polling and long_poll_timeout)
+// set alone passes the library's default for the other.
+func (d DispatcherConfig) options() []device.Option {
+	var opts []device.Option
+	if d.BatchSize != nil {
+		opts = append(opts, device.WithMaxMessagesPerConnection(*d.BatchSize))
+	}
+	if d.BatchBytes != nil {
+		opts = append(opts, device.WithMaxBatchBytes(*d.BatchBytes))
+	}
+	if d.MaxInFlight != nil {
+		opts = append(opts, device.WithMaxInFlight(*d.MaxInFlight))
+	}
+	if d.BatchDelay != nil {
+		opts = append(opts, device.WithBatchDelay(*d.BatchDelay))
+	}
+	if d.BackoffBase != nil || d.BackoffCap != nil {
+		opts = append(opts, device.WithBackoff(orDefault(d.BackoffBase, device.DefaultBackoffBase), orDefault(d.BackoffCap, device.DefaultBackoffCap)))
+	}
+	if d.LongPolling != nil || d.LongPollTimeout != nil {
+		opts = append(opts, device.WithLongPolling(orDefault(d.LongPolling, true), orDefault(d.LongPollTimeout, device.DefaultLongPollTimeout)))
+	}
+	if d.PollingInterval != nil {
+		opts = append(opts, device.WithPollingInterval(*d.PollingInterval))
+	}
+	return opts
 }
 
 // pickTransport returns the transport (TransportHTTP or TransportMQTT) that

@@ -14,6 +14,7 @@ import (
 	cloudhttp "github.com/iotnode/iotnode/adapters/http"
 	cloudmqtt "github.com/iotnode/iotnode/adapters/mqtt"
 	"github.com/iotnode/iotnode/device"
+	"github.com/iotnode/iotnode/domain/trust"
 )
 
 // The transports the constructors build, as Transport reports them.
@@ -235,7 +236,10 @@ func open(op, path, passphrase string, opts []Option) (*stack, device.Config, []
 		return failClose(err)
 	}
 	s.server = assets.ServerURI
-	if isMQTT(assets.ServerURI) {
+	// mqtt:// is allowed on loopback only, which the MQTT transport checks;
+	// anything not MQTT goes to the HTTPS transport, whose constructor
+	// explains what it refuses.
+	if trust.IsMQTT(assets.ServerURI) {
 		// No device policies and no storage over MQTT (docs/mqtt.md):
 		// Policies and Storage stay nil, so Offer behaves like Set and
 		// CreateStorageObject is refused (see storageErr).
@@ -263,14 +267,6 @@ func open(op, path, passphrase string, opts []Option) (*stack, device.Config, []
 	cfg.Messenger, cfg.Activator, cfg.Models = s.http, s.http, s.http
 	cfg.Policies, cfg.Storage = s.http, s.http
 	return s, cfg, devOpts, nil
-}
-
-// isMQTT reports whether the server URI names an MQTT broker (mqtts://, or
-// mqtt:// on loopback, which the MQTT transport checks; the file's codec
-// allows lower-case schemes only). Anything else goes to the HTTPS
-// transport, whose constructor explains what it refuses.
-func isMQTT(serverURI string) bool {
-	return strings.HasPrefix(serverURI, "mqtts://") || strings.HasPrefix(serverURI, "mqtt://")
 }
 
 func (s *stack) transport() string {

@@ -21,6 +21,7 @@ import (
 	"github.com/iotnode/iotnode/device"
 	"github.com/iotnode/iotnode/domain/message"
 	"github.com/iotnode/iotnode/domain/model"
+	"github.com/iotnode/iotnode/domain/trust"
 	"github.com/iotnode/iotnode/ports"
 )
 
@@ -259,7 +260,7 @@ func pickTransport(transport, serverURI string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("the provisioning file's server URI %q is not a URL", serverURI)
 	}
-	mqtt := u.Scheme == "mqtts" || u.Scheme == "mqtt"
+	mqtt := trust.IsMQTT(serverURI)
 	switch {
 	case transport == TransportHTTP && u.Scheme != "https":
 		return "", fmt.Errorf("transport is https, but the provisioning file's server URI is %s: provision an https URI (iotcloud device register) or set transport: auto", serverURI)

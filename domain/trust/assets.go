@@ -124,6 +124,13 @@ func (a *Assets) Validate() error {
 	return errors.Join(errs...)
 }
 
+// IsMQTT reports whether the server URI names an MQTT server (mqtts://, or
+// plain mqtt://): a device then talks to the cloud over MQTT (protocol.md
+// §9), else over HTTPS. The URIs Validate accepts have lower-case schemes.
+func IsMQTT(serverURI string) bool {
+	return strings.HasPrefix(serverURI, "mqtts://") || strings.HasPrefix(serverURI, "mqtt://")
+}
+
 // checkServerURI checks s is scheme://host[:port] with a supported scheme.
 func checkServerURI(s string) error {
 	const want = "expected scheme://host:port, e.g. https://iot.example.com:443"

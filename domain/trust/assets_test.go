@@ -313,3 +313,17 @@ func TestStringDescribesKeysAndCertificates(t *testing.T) {
 		t.Errorf("String() lacks the Ed25519 key:\n%s", out)
 	}
 }
+
+func TestIsMQTT(t *testing.T) {
+	for uri, want := range map[string]bool{
+		"mqtts://iot.example.com:8883": true,
+		"mqtt://127.0.0.1:1883":        true,
+		"https://iot.example.com:443":  false,
+		"http://127.0.0.1:8080":        false,
+		"":                             false,
+	} {
+		if got := IsMQTT(uri); got != want {
+			t.Errorf("IsMQTT(%q) = %v, want %v", uri, got, want)
+		}
+	}
+}

@@ -243,8 +243,6 @@ type device struct {
 	token        string
 }
 
-func b64url(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
-
 // jwt builds a client assertion; pad keeps Java's "=" padding.
 func jwt(alg, iss, sub string, exp int64, sign func([]byte) []byte, pad bool) string {
 	return jwtRaw(`{"typ":"JWT","alg":"`+alg+`"}`,

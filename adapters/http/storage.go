@@ -323,7 +323,6 @@ type watchdog struct {
 	d     time.Duration
 	t     *time.Timer
 	flag  atomic.Bool
-	once  sync.Once
 	abort context.CancelFunc
 }
 

@@ -154,7 +154,6 @@ type pattern struct {
 	n, produced int64
 	gateAt      int64
 	gate        <-chan struct{}
-	sum         []byte
 }
 
 func (p *pattern) Read(b []byte) (int, error) {

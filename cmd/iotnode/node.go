@@ -47,9 +47,8 @@ const (
 
 // nodeDeps are what a node gets from the composition root.
 type nodeDeps struct {
-	clock   ports.Clock
-	logger  *slog.Logger
-	drivers map[string]driver
+	clock  ports.Clock
+	logger *slog.Logger
 	// deviceOptions are passed to the device library (tests and the demo
 	// shorten its intervals).
 	deviceOptions []device.Option
